@@ -1,0 +1,180 @@
+"""Time a training epoch of hpsearch against a straightforward reference implementation.
+
+    python benchmarks/epoch.py                       # default config (report 1.3), 1 thread
+    python benchmarks/epoch.py --threads 2
+    python benchmarks/epoch.py --config bilstm-attention-glove
+    python benchmarks/epoch.py --epochs 40 --no-reference   # accuracy of the default config
+
+An "epoch" is one pass over the training split plus the validation pass, for both
+implementations. The first epoch is a warm-up; the median of the following ones is reported.
+
+The reference is written here in the seed report's style: a DataLoader-like random shuffle,
+``pad_sequence`` + ``pack_padded_sequence`` on every batch, the L2 penalty as an autograd term
+summed over all parameters, ``clip_grad_norm_`` and torch's default ``Adam``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
+
+from hpsearch.config import TrainConfig, from_mapping
+from hpsearch.data import CLASSES, PAD, Dataset, Split, load_dataset
+from hpsearch.train import EpochStats, train
+
+CONFIGS: dict[str, dict[str, object]] = {
+    "default": {},  # the report's section 1.3 configuration
+    "bilstm-attention-glove": {
+        "cell": "lstm",
+        "bidirectional": True,
+        "pooling": "attention",
+        "embedding_dim": 50,
+        "embeddings": "glove-6b-50d",
+    },
+}
+
+
+class ReferenceRNN(nn.Module):
+    """The report's model: embed the padded batch, pack it, run the RNN, classify."""
+
+    def __init__(self, cfg: TrainConfig, vocab_size: int, embeddings: Tensor | None) -> None:
+        super().__init__()
+        if embeddings is not None:
+            self.embedding = nn.Embedding.from_pretrained(
+                embeddings, freeze=cfg.freeze_embeddings, padding_idx=PAD
+            )
+        else:
+            self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD)
+        cell = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cfg.cell]
+        self.rnn = cell(
+            cfg.embedding_dim, cfg.hidden_dim, bidirectional=cfg.bidirectional, batch_first=True
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.pooling = cfg.pooling
+        width = cfg.hidden_dim * (2 if cfg.bidirectional else 1)
+        if cfg.pooling == "attention":
+            self.query = nn.Parameter(torch.randn(1, 1, width) / width**0.5)
+            self.attention = nn.MultiheadAttention(width, cfg.attention_heads, batch_first=True)
+        self.fc = nn.Linear(width, len(CLASSES))
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        x = self.dropout(self.embedding(tokens))
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, hidden = self.rnn(packed)
+        if self.pooling == "attention":
+            padded, _ = pad_packed_sequence(out, batch_first=True)
+            mask = torch.arange(padded.shape[1])[None, :] >= lengths[:, None]
+            query = self.query.expand(padded.shape[0], -1, -1)
+            sentence = self.attention(query, padded, padded, key_padding_mask=mask)[0][:, 0]
+        else:
+            h_n = hidden[0] if isinstance(hidden, tuple) else hidden
+            sentence = torch.cat(list(h_n[-(2 if self.rnn.bidirectional else 1) :]), dim=1)
+        return self.fc(self.dropout(sentence))
+
+
+def _rows(split: Split) -> list[Tensor]:
+    return [split.tokens[i, : int(n)] for i, n in enumerate(split.lengths)]
+
+
+def reference_train(
+    cfg: TrainConfig, dataset: Dataset, epochs: int, embeddings: Tensor | None
+) -> list[EpochStats]:
+    torch.manual_seed(cfg.seed)
+    model = ReferenceRNN(cfg, len(dataset.vocab), embeddings)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    train_rows, valid_rows = _rows(dataset.train), _rows(dataset.valid)
+    history = []
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        total, correct = 0.0, 0
+        for idx in torch.randperm(len(train_rows)).split(cfg.batch_size):
+            tokens = pad_sequence([train_rows[i] for i in idx], batch_first=True)
+            labels = dataset.train.labels[idx]
+            logits = model(tokens, dataset.train.lengths[idx])
+            loss = F.cross_entropy(logits, labels)
+            loss = loss + cfg.alpha * sum(p.pow(2).sum() for p in model.parameters())
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+            optimizer.step()
+            total += float(loss) * len(idx)
+            correct += int((logits.argmax(1) == labels).sum())
+        model.eval()
+        valid_loss, valid_correct = 0.0, 0
+        with torch.no_grad():
+            for idx in torch.arange(len(valid_rows)).split(cfg.batch_size):
+                tokens = pad_sequence([valid_rows[i] for i in idx], batch_first=True)
+                labels = dataset.valid.labels[idx]
+                logits = model(tokens, dataset.valid.lengths[idx])
+                valid_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+                valid_correct += int((logits.argmax(1) == labels).sum())
+        n_train, n_valid = len(train_rows), len(valid_rows)
+        history.append(
+            EpochStats(
+                epoch=epoch,
+                train_loss=total / n_train,
+                train_acc=correct / n_train,
+                valid_loss=valid_loss / n_valid,
+                valid_acc=valid_correct / n_valid,
+                seconds=time.perf_counter() - started,
+            )
+        )
+    return history
+
+
+def summary(name: str, history: list[EpochStats]) -> float:
+    timed = [s.seconds for s in history[1:]] or [history[0].seconds]
+    median = statistics.median(timed)
+    best = max(history, key=lambda s: s.valid_acc)
+    print(
+        f"{name:>10}: median {median:.3f} s/epoch over {len(timed)} epochs "
+        f"(min {min(timed):.3f}, max {max(timed):.3f}); valid_acc last "
+        f"{history[-1].valid_acc:.4f}, best {best.valid_acc:.4f} at epoch {best.epoch}"
+    )
+    return median
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="default")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=4, help="including 1 warm-up epoch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--no-reference", action="store_true", help="time hpsearch only")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    cfg = from_mapping(
+        {**CONFIGS[args.config], "epochs": args.epochs, "seed": args.seed}
+        | {"threads": args.threads, "device": "cpu"},
+        source=f"--config {args.config}",
+    )
+    dataset = load_dataset(cfg, args.data_dir)
+    embeddings = None
+    if cfg.embeddings is not None:
+        from hpsearch.embeddings import build_embedding_matrix
+
+        embeddings, _ = build_embedding_matrix(dataset.vocab, cfg)
+    print(
+        f"config {args.config}, {args.threads} thread(s), torch {torch.__version__}, "
+        f"{len(dataset.train)} train / {len(dataset.valid)} valid, vocab {len(dataset.vocab)}"
+    )
+    ours = summary("hpsearch", train(cfg, dataset, embeddings=embeddings).history)
+    if not args.no_reference:
+        reference = summary("reference", reference_train(cfg, dataset, args.epochs, embeddings))
+        print(f"     ratio: {ours / reference:.2f} (hpsearch / reference)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

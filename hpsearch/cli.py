@@ -1,0 +1,357 @@
+"""The ``hpsearch`` command line: one thin command per library function.
+
+User errors (``UsageError``) print one line and exit with status 2; ``--debug`` shows the
+traceback. The storage URL comes from ``--storage`` or ``$HPSEARCH_STORAGE``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from hpsearch.errors import UsageError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="hpsearch",
+    help="Hyperparameter search for RNN sentence classifiers on TREC, with Optuna.\n\n"
+    "Example: hpsearch run --study regularization --workers 4",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_state = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """``app.command`` that turns a UsageError into one line on stderr and exit status 2."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            try:
+                return func(*a, **kw)
+            except UsageError as exc:
+                if _state["debug"]:
+                    raise
+                err_console.print(
+                    f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True
+                )
+                raise typer.Exit(exc.exit_code) from None
+
+        app.command(*args, **kwargs)(wrapper)
+        return func
+
+    return decorate
+
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar="HPSEARCH_STORAGE",
+        show_envvar=True,
+        help="Database URL: sqlite:///hpsearch.db (default), postgresql+psycopg://user:pw@host/db, "
+        "mysql+pymysql://user:pw@host/db.",
+        show_default=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="HPSEARCH_DATA_DIR",
+        show_envvar=True,
+        help="Directory holding the TREC files (downloaded there if absent).",
+        show_default=False,
+    ),
+]
+StudyOpt = Annotated[
+    str, typer.Option("--study", "-s", help="A study name from studies/ or a path to a YAML file.")
+]
+StudiesDirOpt = Annotated[
+    Path | None,
+    typer.Option("--studies-dir", envvar="HPSEARCH_STUDIES_DIR", help="Where study files live."),
+]
+
+
+class Format(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+
+
+@command("data")
+def data_cmd(data_dir: DataDirOpt = None) -> None:
+    """Download (if needed) and verify the TREC files.
+
+    Example: hpsearch data --data-dir ~/data/trec
+    """
+    from hpsearch.data import ensure_data
+
+    path = ensure_data(data_dir)
+    console.print(f"TREC data verified in {path}")
+
+
+@command("train")
+def train_cmd(
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML/JSON config, or an `hpsearch export` JSON."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set lr=1e-3 (repeatable)."),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    test: Annotated[
+        bool, typer.Option("--test", help="Score the best epoch on the test set.")
+    ] = False,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Write a checkpoint (state dict + config).")
+    ] = None,
+) -> None:
+    """Train one configuration and print per-epoch validation accuracy.
+
+    Example: hpsearch train --config best.json --test --set epochs=20
+    """
+    from hpsearch import config as config_mod, display
+    from hpsearch.train import TrainingDiverged
+
+    cfg = config_mod.load(config_file, overrides or [])
+    try:
+        display.train_with_progress(cfg, data_dir, test=test, save=save, console=console)
+    except TrainingDiverged as exc:
+        err_console.print(
+            f"[bold red]training diverged:[/bold red] {exc}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(1) from None
+
+
+@command("studies")
+def studies_cmd(storage: StorageOpt = None, studies_dir: StudiesDirOpt = None) -> None:
+    """List the study files and their state in the database.
+
+    Example: hpsearch studies --storage sqlite:///hpsearch.db
+    """
+    from hpsearch import export, storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    console.print(export.render_studies(export.study_rows(url, studies_dir)))
+
+
+@command("run")
+def run_cmd(
+    study: StudyOpt,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
+    trials: Annotated[
+        int | None, typer.Option("--trials", "-n", min=1, help="Finished trials for the study.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.001, help="Stop starting trials after S s.")
+    ] = None,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+    studies_dir: StudiesDirOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Resume even if the study file changed.")
+    ] = False,
+) -> None:
+    """Run a study with N local worker processes; running it again resumes it.
+
+    Example: hpsearch run --study regularization --workers 4 --trials 40
+    """
+    from hpsearch import launcher, storage as storage_mod, studyfile
+    from hpsearch.data import ensure_data
+
+    spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
+    url = storage_mod.resolve_url(storage)
+    ensure_data(data_dir)  # download once here, not in N workers at the same time
+    err_console.print(
+        f"study {spec.name}: {spec.trials} trials, {workers} workers, "
+        f"storage {storage_mod.mask_url(url)}"
+    )
+    result = launcher.run_study(
+        spec, url, workers=workers, data_dir=data_dir, force=force, console=err_console
+    )
+    if result.interrupted:
+        raise typer.Exit(130)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@command("worker")
+def worker_cmd(
+    study: StudyOpt,
+    storage: StorageOpt = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--worker-id", help="Name recorded on trials.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Torch threads for training.")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", "-n", min=1, help="Finished trials for the study.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.001, help="Stop starting trials after S s.")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    studies_dir: StudiesDirOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Resume even if the study file changed.")
+    ] = False,
+    seed_offset: Annotated[
+        int | None,
+        typer.Option(
+            "--seed-offset",
+            help="Added to the sampler seed; give each worker its own (default: the pid).",
+        ),
+    ] = None,
+) -> None:
+    """Join a study from any machine and run its trials until the budget is spent.
+
+    Example: HPSEARCH_STORAGE=postgresql+psycopg://hp:pw@db/hp hpsearch worker -s regularization
+    """
+    from hpsearch import storage as storage_mod, studyfile, workers
+
+    spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
+    url = storage_mod.resolve_url(storage)
+    name = worker_id or f"{os.uname().nodename}-{os.getpid()}"
+    # SIGTERM (docker stop, kill) takes the same path as Ctrl-C: Optuna marks the running
+    # trial FAIL before the process exits, so no trial is left RUNNING.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    deadline = time.time() + spec.timeout if spec.timeout else None
+    try:
+        summary = workers.work(
+            spec,
+            url,
+            worker=name,
+            threads=threads,
+            data_dir=data_dir,
+            deadline=deadline,
+            force=force,
+            # Workers started by hand on several machines must not share a sampler seed.
+            seed_offset=os.getpid() if seed_offset is None else seed_offset,
+        )
+    except KeyboardInterrupt:
+        err_console.print(f"{name}: interrupted")
+        raise typer.Exit(130) from None
+    err_console.print(f"{name}: {summary.trials_run} trials run; {summary.reason}")
+
+
+@command("export")
+def export_cmd(
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="json: best; csv: all.")
+    ] = Format.json,
+    storage: StorageOpt = None,
+) -> None:
+    """Export the best configuration (JSON) or all trials (CSV).
+
+    Example: hpsearch export --study regularization -o best.json && hpsearch train -c best.json
+    """
+    from hpsearch import export, storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    if fmt is Format.csv:
+        path = output or Path(f"{study}.csv")
+        export.trials_csv(study, url, path)
+        err_console.print(f"wrote {path}")
+        return
+    data = export.best_export(study, url)
+    if output is None:
+        sys.stdout.write(export.to_json(data))
+    else:
+        export.write_json(data, output)
+        err_console.print(f"wrote {output}")
+
+
+@command("best")
+def best_cmd(
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")],
+    storage: StorageOpt = None,
+) -> None:
+    """Show the best trial of a study.
+
+    Example: hpsearch best --study regularization
+    """
+    from hpsearch import export, storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    console.print(export.render_best(export.best_export(study, url)))
+
+
+@command("evaluate")
+def evaluate_cmd(
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")],
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Retraining runs.")] = 3,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Retrain the best configuration with several seeds; score validation and test sets.
+
+    Example: hpsearch evaluate --study regularization --seeds 3
+    """
+    from hpsearch import evaluate, storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    result = evaluate.evaluate_study(study, url, seeds=seeds, data_dir=data_dir)
+    console.print(evaluate.render(result))
+
+
+@command("dashboard")
+def dashboard_cmd(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the study database (loopback unless --host says otherwise).
+
+    Example: hpsearch dashboard --port 8080   (then open http://127.0.0.1:8080)
+    """
+    from hpsearch import dashboard, storage as storage_mod
+
+    dashboard.serve(storage_mod.resolve_url(storage), host=host, port=port)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

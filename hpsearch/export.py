@@ -1,0 +1,417 @@
+"""Reading results out of the study database: the best configuration, every trial, the studies.
+
+Everything here only reads (``hpsearch evaluate`` is the one command that writes results
+back). Listing never creates a database: a SQLite file that does not exist yet is reported as
+"no study created", not made empty by opening it. Storage URLs are written masked, and every
+string taken from the database is scrubbed of the URL's password before it is written out.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy.engine
+from optuna.trial import FrozenTrial, TrialState
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from hpsearch import config as config_mod
+from hpsearch import data as data_mod
+from hpsearch import storage as storage_mod
+from hpsearch import studyfile
+from hpsearch.errors import StudyError, UsageError, did_you_mean
+from hpsearch.workers import SPEC_ATTR, count_trials
+
+EXPORT_FORMAT = "hpsearch-export/1"
+EVALUATION_ATTR = "hpsearch_evaluation"  # written by `hpsearch evaluate`
+# Fields that describe the machine a run happened on, not the experiment: an export resets
+# them so that it trains anywhere.
+RUNTIME_DEFAULTS: dict[str, Any] = {"threads": None, "device": "auto"}
+
+
+# --- opening ------------------------------------------------------------------------------------
+
+
+def database_exists(url: str) -> bool:
+    """False only for a SQLite file (or in-memory database) that opening would create anew."""
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return True  # a server database: its absence is reported by the connection
+    database = parsed.database or ""
+    if database in ("", ":memory:"):
+        return False
+    return Path(database).expanduser().exists()
+
+
+def load_study_for_reading(study_name: str, url: str) -> optuna.Study:
+    """Load an existing study, without heartbeats; a missing one is a StudyError."""
+    masked = storage_mod.mask_url(url)
+    if not database_exists(url):
+        raise StudyError(
+            f"no study {study_name!r} in {masked}: the database does not exist yet "
+            f"(run `hpsearch run --study {study_name}` first)"
+        )
+    storage = storage_mod.open_storage(url, heartbeat=False)
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(storage))
+        available = ", ".join(names) if names else "none"
+        raise StudyError(
+            f"no study {study_name!r} in {masked}; available: {available}"
+            f"{did_you_mean(study_name, names)}"
+        ) from None
+
+
+def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def best_complete_trial(study: optuna.Study) -> FrozenTrial:
+    """The complete trial with the highest validation accuracy; ties go to the earliest."""
+    trials = [t for t in complete_trials(study) if t.value is not None]
+    if not trials:
+        counts = count_trials(study)
+        raise StudyError(
+            f"study {study.study_name!r} has no complete trial yet ({counts.pruned} pruned, "
+            f"{counts.failed} failed, {counts.running} running)"
+        )
+    return max(trials, key=lambda t: (t.value, -t.number))
+
+
+def trial_config(study_name: str, trial: FrozenTrial) -> config_mod.TrainConfig:
+    """The complete configuration a trial trained with, runtime fields reset to defaults."""
+    stored = trial.user_attrs.get("config")
+    if not isinstance(stored, dict):
+        raise StudyError(
+            f"study {study_name!r}: trial {trial.number} has no recorded config "
+            "(was the study made by hpsearch?)"
+        )
+    source = f"study {study_name}: trial {trial.number}: config"
+    cfg = config_mod.from_mapping(stored, source=source)
+    return cfg.replace(**RUNTIME_DEFAULTS)
+
+
+# --- the best configuration -----------------------------------------------------------------------
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of this environment (the exporting one; trials do not record theirs)."""
+    versions = {"python": platform.python_version()}
+    for name in ("hpsearch", "torch", "optuna"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def data_fingerprint() -> dict[str, Any]:
+    """The data files' sha256.
+
+    These are the checksums hpsearch pins, not a hash of whatever is on this machine: every
+    worker verifies its files against them before training, so they are exactly the data every
+    trial saw, and the export needs no data directory to be written.
+    """
+    return {
+        "dataset": "TREC-6 (CogComp train_5500 / TREC_10)",
+        "sha256": dict(data_mod.SHA256),
+        "note": "pinned by hpsearch; every trial verified its files against these",
+    }
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _duration(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return round((trial.datetime_complete - trial.datetime_start).total_seconds(), 3)
+
+
+def _scrub_tree(value: Any, url: str) -> Any:
+    """Remove the URL's password from every string inside ``value``."""
+    if isinstance(value, str):
+        return storage_mod.scrub(value, url)
+    if isinstance(value, dict):
+        return {k: _scrub_tree(v, url) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_tree(v, url) for v in value]
+    return value
+
+
+def best_export(study_name: str, url: str) -> dict[str, Any]:
+    """Everything needed to reproduce and cite the best trial; ``config`` trains as it is."""
+    study = load_study_for_reading(study_name, url)
+    best = best_complete_trial(study)
+    cfg = trial_config(study_name, best)
+    counts = dataclasses.asdict(count_trials(study))
+    counts["total"] = sum(counts.values())
+    data = {
+        "format": EXPORT_FORMAT,
+        "study": study.study_name,
+        "metric": "validation accuracy (best epoch), maximized",
+        "best_value": best.value,
+        "best_trial": best.number,
+        # `hpsearch train --config export.json` reads this key (config.load).
+        "config": cfg.to_dict(),
+        "params": dict(best.params),
+        "user_attrs": {k: v for k, v in best.user_attrs.items() if k != "config"},
+        "learning_curve": {str(k): v for k, v in sorted(best.intermediate_values.items())},
+        "datetime_start": _iso(best.datetime_start),
+        "datetime_complete": _iso(best.datetime_complete),
+        "duration_s": _duration(best),
+        "counts": counts,
+        "spec": study.user_attrs.get(SPEC_ATTR),
+        "evaluation": study.user_attrs.get(EVALUATION_ATTR),
+        "data": data_fingerprint(),
+        "versions": package_versions(),
+        "storage": storage_mod.mask_url(url),
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    scrubbed: dict[str, Any] = _scrub_tree(data, url)
+    return scrubbed
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same directory: readers never see half a file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    _write_atomic(Path(path), to_json(data))
+
+
+# --- every trial as CSV -------------------------------------------------------------------------
+
+
+def _cell(value: Any, url: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dict | list | tuple):
+        value = json.dumps(value, default=str)
+    return storage_mod.scrub(str(value), url)
+
+
+def trials_rows(study: optuna.Study, url: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one per trial, params and user attrs (not ``config``) flattened."""
+    trials = study.get_trials(deepcopy=False)
+    params = sorted({name for t in trials for name in t.params})
+    attrs = sorted({name for t in trials for name in t.user_attrs if name != "config"})
+    header = ["number", "state", "value", "datetime_start", "datetime_complete", "duration_s"]
+    header += [f"params_{p}" for p in params] + [f"user_attrs_{a}" for a in attrs]
+    rows = []
+    for t in trials:
+        row = [t.number, t.state.name, t.value, t.datetime_start, t.datetime_complete]
+        row += [_duration(t)]
+        row += [t.params.get(p) for p in params] + [t.user_attrs.get(a) for a in attrs]
+        rows.append([_cell(v, url) for v in row])
+    return header, rows
+
+
+def trials_csv(study_name: str, url: str, path: Path) -> int:
+    """Write every trial of the study to ``path`` as CSV, atomically; return the row count."""
+    study = load_study_for_reading(study_name, url)
+    header, rows = trials_rows(study, url)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    _write_atomic(Path(path), buffer.getvalue())
+    return len(rows)
+
+
+# --- the list of studies ------------------------------------------------------------------------
+
+
+def _db_rows(url: str) -> dict[str, dict[str, Any]]:
+    if not database_exists(url):
+        return {}
+    storage = storage_mod.open_storage(url, heartbeat=False)
+    rows: dict[str, dict[str, Any]] = {}
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        counts = count_trials(study)
+        complete = [t for t in complete_trials(study) if t.value is not None]
+        best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
+        spec = study.user_attrs.get(SPEC_ATTR)
+        spec = spec if isinstance(spec, dict) else {}
+        budget = spec.get("budget")
+        rows[name] = {
+            "complete": counts.complete,
+            "pruned": counts.pruned,
+            "failed": counts.failed,
+            "running": counts.running,
+            "best_value": best.value if best else None,
+            "best_trial": best.number if best else None,
+            "stored_budget": budget.get("trials") if isinstance(budget, dict) else None,
+            "stored_description": spec.get("description"),
+        }
+    return rows
+
+
+def _state(db: dict[str, Any] | None, budget: int | None) -> str:
+    if db is None:
+        return "not created"
+    if db["running"]:
+        return "running"
+    if budget is not None and db["complete"] + db["pruned"] >= budget:
+        return "done"
+    return "incomplete"
+
+
+def study_rows(url: str, studies_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Every study file joined with its state in the database, then studies with no file."""
+    db_rows = _db_rows(url)
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for path in studyfile.list_study_files(studies_dir):
+        try:
+            spec = studyfile.load_study(str(path), studies_dir)
+        except UsageError as exc:
+            rows.append(_row(path.stem, str(path), f"invalid: {exc}", None, None, "invalid file"))
+            continue
+        db = db_rows.get(spec.name)
+        seen.add(spec.name)
+        state = _state(db, spec.trials)
+        rows.append(_row(spec.name, str(path), spec.description, spec.trials, db, state))
+    for name, db in sorted(db_rows.items()):
+        if name not in seen:
+            budget = db["stored_budget"]
+            description = db["stored_description"] or "(no study file)"
+            rows.append(_row(name, None, description, budget, db, _state(db, budget)))
+    return rows
+
+
+def _row(
+    name: str,
+    file: str | None,
+    description: str,
+    budget: int | None,
+    db: dict[str, Any] | None,
+    state: str,
+) -> dict[str, Any]:
+    db = db or {}
+    return {
+        "name": name,
+        "file": file,
+        "description": description,
+        "budget": budget,
+        "state": state,
+        "complete": db.get("complete", 0),
+        "pruned": db.get("pruned", 0),
+        "failed": db.get("failed", 0),
+        "running": db.get("running", 0),
+        "best_value": db.get("best_value"),
+        "best_trial": db.get("best_trial"),
+    }
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def render_studies(rows: Iterable[dict[str, Any]]) -> Table:
+    table = Table(title="studies", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("study", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("done", justify="right", no_wrap=True)
+    table.add_column("ok/pr/fail", justify="right", no_wrap=True)
+    table.add_column("best", justify="right", no_wrap=True)
+    # The only collapsible column: rich narrows it to fit the terminal, and each cell is one
+    # line cut with an ellipsis rather than wrapped over many.
+    table.add_column("description")
+    for row in rows:
+        state = row["state"]
+        if row["running"]:
+            state = f"{state} ({row['running']})"
+        table.add_row(
+            row["name"],
+            state,
+            f"{row['complete'] + row['pruned']}/{_fmt(row['budget'])}",
+            f"{row['complete']}/{row['pruned']}/{row['failed']}",
+            f"{row['best_value']:.4f}" if row["best_value"] is not None else "-",
+            Text(row["description"], no_wrap=True, overflow="ellipsis"),
+        )
+    return table
+
+
+def config_differences(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(field, value, default) for every field that differs from ``TrainConfig``'s default."""
+    defaults = config_mod.TrainConfig().to_dict()
+    return [(k, v, defaults[k]) for k, v in config.items() if k in defaults and v != defaults[k]]
+
+
+def render_best(data: dict[str, Any]) -> RenderableType:
+    """The best trial of an export: value, trial, params and config changes from the defaults."""
+    counts = data.get("counts", {})
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row("study", str(data["study"]))
+    summary.add_row("best valid acc", f"{data['best_value']:.4f}")
+    summary.add_row("trial", str(data["best_trial"]))
+    attrs = data.get("user_attrs", {})
+    summary.add_row("best epoch", _fmt(attrs.get("best_epoch")))
+    summary.add_row(
+        "trials",
+        f"{counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
+        f"{counts.get('failed', 0)} failed, {counts.get('running', 0)} running",
+    )
+    evaluation = data.get("evaluation")
+    if isinstance(evaluation, dict) and "test" in evaluation:
+        summary.add_row(
+            "evaluated",
+            f"test acc {evaluation['test']['mean']:.4f} ± {evaluation['test']['std']:.4f} "
+            f"over {len(evaluation.get('runs', []))} seeds",
+        )
+    params = Table(title="params")
+    params.add_column("name")
+    params.add_column("value", justify="right")
+    for name, value in data.get("params", {}).items():
+        params.add_row(name, _fmt(value))
+    changes = Table(title="config vs defaults")
+    changes.add_column("field")
+    changes.add_column("value", justify="right")
+    changes.add_column("default", justify="right")
+    for name, value, default in config_differences(data.get("config", {})):
+        changes.add_row(name, _fmt(value), _fmt(default))
+    return Group(summary, params, changes)

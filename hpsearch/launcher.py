@@ -1,0 +1,221 @@
+"""``hpsearch run``: N worker processes on this machine and a live view of the study.
+
+Workers are processes, not threads: training holds the GIL between torch ops, and a crashed
+or killed worker must not take the others down. Each gets ``cores // N`` torch threads so
+that N workers never oversubscribe the CPU, and one GPU (round-robin) when there are GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.live import Live
+
+from hpsearch import display
+from hpsearch import storage as storage_mod
+from hpsearch.studyfile import StudySpec
+from hpsearch.workers import Counts, count_trials, open_study
+
+
+def threads_per_worker(workers: int, cores: int | None = None) -> int:
+    """Split the cores so N workers never oversubscribe the CPU (each >= 1 thread)."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
+@dataclass
+class Launch:
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    stderr_tails: dict[str, list[str]] = field(default_factory=dict)
+
+
+def start_workers(
+    spec: StudySpec,
+    url: str,
+    *,
+    workers: int,
+    data_dir: Path | None,
+    deadline: float | None,
+    on_line: Callable[[str, str], None] | None = None,
+) -> Launch:
+    """Start ``workers`` ``hpsearch worker`` processes for a study that already exists."""
+    assert spec.path is not None, "run needs a study loaded from a file"
+    threads = threads_per_worker(workers)
+    gpus = _gpu_count()
+    launch = Launch()
+    host = os.uname().nodename
+    for i in range(workers):
+        name = f"{host}-w{i + 1}"
+        # The URL travels in the environment, not argv: argv is visible to every user in `ps`.
+        env = {**os.environ, storage_mod.ENV_URL: url, "PYTHONUNBUFFERED": "1"}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)  # round-robin, one GPU per worker
+        cmd = [sys.executable, "-m", "hpsearch", "worker", "--study", str(spec.path)]
+        cmd += ["--worker-id", name, "--threads", str(threads), "--trials", str(spec.trials)]
+        cmd += ["--seed-offset", str(i)]
+        if deadline is not None:
+            cmd += ["--timeout", f"{max(deadline - time.time(), 0.001):.3f}"]
+        if data_dir is not None:
+            cmd += ["--data-dir", str(data_dir)]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        launch.processes.append(proc)
+        launch.names.append(name)
+        tail: list[str] = []
+        launch.stderr_tails[name] = tail
+        threading.Thread(
+            target=_pump, args=(proc, name, tail, on_line), daemon=True, name=f"pump-{name}"
+        ).start()
+    return launch
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    name: str,
+    tail: list[str],
+    on_line: Callable[[str, str], None] | None,
+) -> None:
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        line = raw.decode("utf-8", "replace").rstrip()
+        tail.append(line)
+        del tail[:-20]
+        if on_line is not None and line:
+            on_line(name, line)
+
+
+def stop_workers(launch: Launch, *, grace: float = 15.0) -> None:
+    """Ask every worker to stop (SIGINT: the running trial is marked FAIL), then insist."""
+    for proc in launch.processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    end = time.time() + grace
+    for proc in launch.processes:
+        try:
+            proc.wait(timeout=max(end - time.time(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def fail_orphans(study: optuna.Study, workers: list[str]) -> int:
+    """Mark RUNNING trials of the given (now dead) workers as FAIL; return how many."""
+    storage: Any = study._storage
+    n = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") in workers:
+            storage.set_trial_user_attr(trial._trial_id, "error", "worker stopped")
+            if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                n += 1
+    return n
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # pragma: no cover - a broken CUDA install must not stop CPU runs
+        return 0
+
+
+@dataclass
+class RunResult:
+    study_name: str
+    counts: Counts
+    exit_codes: list[int]
+    interrupted: bool
+    orphans_failed: int = 0
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(code == 0 for code in self.exit_codes)
+
+
+def run_study(
+    spec: StudySpec,
+    url: str,
+    *,
+    workers: int,
+    data_dir: Path | None = None,
+    force: bool = False,
+    console: Console | None = None,
+    refresh: float = 1.0,
+) -> RunResult:
+    """Run a study with ``workers`` local processes until its budget is spent.
+
+    The study is created (or checked against its stored spec) here, once, before any worker
+    starts, so a bad spec or URL fails fast with one message instead of N.
+    SIGINT and SIGTERM stop every worker; none of their trials is left RUNNING.
+    """
+    console = console or Console(stderr=True)
+    study = open_study(spec, url, force=force, heartbeat=False)
+    started = time.time()
+    deadline = started + spec.timeout if spec.timeout else None
+    interrupted = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    launch = start_workers(
+        spec,
+        url,
+        workers=workers,
+        data_dir=data_dir,
+        deadline=deadline,
+        on_line=lambda name, line: console.print(f"[dim]{name}[/dim] {line}", markup=True),
+    )
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                alive = sum(p.poll() is None for p in launch.processes)
+                live.update(
+                    display.status(
+                        study,
+                        count_trials(study),
+                        budget=spec.trials,
+                        started=started,
+                        workers_alive=alive,
+                    )
+                )
+                if alive == 0 or interrupted.wait(refresh):
+                    break
+            if interrupted.is_set():
+                console.print("interrupted: stopping workers...")
+                stop_workers(launch)
+    finally:
+        stop_workers(launch)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    orphans = fail_orphans(study, launch.names)
+    best = display.best_trial(study)
+    result = RunResult(
+        study_name=spec.name,
+        counts=count_trials(study),
+        exit_codes=[p.returncode for p in launch.processes],
+        interrupted=interrupted.is_set(),
+        orphans_failed=orphans,
+        best_value=best.value if best else None,
+        best_params=dict(best.params) if best else {},
+    )
+    console.print(display.summary(study))
+    for name, proc in zip(launch.names, launch.processes, strict=True):
+        if proc.returncode not in (0, None) and not result.interrupted:
+            tail = launch.stderr_tails[name][-1:] or ["(no output)"]
+            console.print(f"[red]{name} exited with {proc.returncode}[/red]: {tail[0]}")
+    return result

@@ -1,0 +1,204 @@
+"""The RNN sentence classifier and its checkpoints.
+
+embedding -> dropout -> RNN/GRU/LSTM -> sentence embedding (pooling) -> dropout -> head.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from hpsearch.batching import Batch
+from hpsearch.config import TrainConfig, from_mapping
+from hpsearch.data import PAD, Vocab
+from hpsearch.errors import ConfigError
+
+CHECKPOINT_FORMAT = 1
+_CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RNNClassifier(nn.Module):
+    """Classifies a batch of questions; ``forward(batch)`` returns logits [B, num_classes].
+
+    Padding vs packing: with ``cfg.packed`` the RNN receives a ``PackedSequence`` and never
+    sees a pad step, so every hidden state is that of a real token. With ``packed=False``
+    (the report's section 1.1 baseline) the padded tensor goes through the RNN as it is: the
+    forward direction runs over the pads *after* each question (harmless for outputs at real
+    positions, which we read), but the backward direction starts on them.
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        vocab_size: int,
+        num_classes: int,
+        embeddings: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.packed = cfg.packed
+        self.pooling = cfg.pooling
+        self.directions = 2 if cfg.bidirectional else 1
+        if embeddings is not None:
+            if tuple(embeddings.shape) != (vocab_size, cfg.embedding_dim):
+                raise ValueError(
+                    f"embeddings matrix has shape {tuple(embeddings.shape)}, expected "
+                    f"({vocab_size}, {cfg.embedding_dim}) (vocabulary x embedding_dim)"
+                )
+            self.embedding = nn.Embedding.from_pretrained(
+                embeddings.float(), freeze=cfg.freeze_embeddings, padding_idx=PAD
+            )
+        else:
+            self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD)
+            self.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.rnn = _CELLS[cfg.cell](
+            cfg.embedding_dim,
+            cfg.hidden_dim,
+            num_layers=cfg.num_layers,
+            bidirectional=cfg.bidirectional,
+            # torch warns when dropout is set on a single layer, where it does nothing.
+            dropout=cfg.rnn_dropout if cfg.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        width = cfg.hidden_dim * self.directions
+        if cfg.pooling == "attention":
+            # One learned query attends over the outputs: a weighted mean whose weights the
+            # model learns, with pads masked out of the softmax.
+            self.query = nn.Parameter(torch.randn(1, 1, width) / math.sqrt(width))
+            self.attention = nn.MultiheadAttention(width, cfg.attention_heads, batch_first=True)
+        layers: list[nn.Module] = []
+        for _ in range(cfg.head_layers):
+            layers.append(nn.Linear(width, cfg.head_hidden_dim))
+            if cfg.head_batchnorm:
+                layers.append(nn.BatchNorm1d(cfg.head_hidden_dim))
+            layers += [nn.ReLU(), nn.Dropout(cfg.head_dropout)]
+            width = cfg.head_hidden_dim
+        layers.append(nn.Linear(width, num_classes))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.head(self.dropout(self.encode(batch)))
+
+    def encode(self, batch: Batch) -> Tensor:
+        """Sentence embeddings [B, hidden_dim x directions]."""
+        if self.packed:
+            # Embedding the pre-packed token ids equals packing the embedded batch, without
+            # ever embedding a pad or gathering on each forward.
+            words = self.dropout(self.embedding(batch.packed_tokens))
+            packed_out, hidden = self.rnn(PackedSequence(words, batch.batch_sizes))
+            if self.pooling == "last":
+                return self._final_states(hidden)
+            # Pads come back as zeros; the pooling masks them anyway.
+            outputs, _ = pad_packed_sequence(packed_out, batch_first=True)
+        else:
+            outputs, hidden = self.rnn(self.dropout(self.embedding(batch.tokens)))
+            if self.pooling == "last":
+                return self._last_padded(outputs, batch.lengths)
+        return self._pool(outputs, batch.mask, batch.lengths)
+
+    def _final_states(self, hidden: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        # h_n of a packed run is, per direction, the state after the whole question: the
+        # forward direction's at its last real token, the backward direction's at its first
+        # (it read right to left). The last layer's directions feed the head, concatenated.
+        h_n = hidden[0] if isinstance(hidden, tuple) else hidden  # LSTM: (h_n, c_n)
+        last_layer = h_n[-self.directions :]  # [directions, B, H]
+        return last_layer.transpose(0, 1).reshape(h_n.shape[1], -1)
+
+    def _last_padded(self, outputs: Tensor, lengths: Tensor) -> Tensor:
+        # h_n would be the state after the trailing pads, so the forward direction is read at
+        # position length-1 instead. The backward direction's "last" state is the one that
+        # has read the whole question, at position 0 -- it started on the pads, which is the
+        # baseline's defect that packing removes. Without pads both equal the packed path.
+        hidden = self.rnn.hidden_size
+        rows = torch.arange(outputs.shape[0], device=outputs.device)
+        forward = outputs[rows, lengths - 1, :hidden]
+        if self.directions == 1:
+            return forward
+        return torch.cat([forward, outputs[:, 0, hidden:]], dim=1)
+
+    def _pool(self, outputs: Tensor, mask: Tensor, lengths: Tensor) -> Tensor:
+        # Every pooling masks pads explicitly: in the padded path their outputs are real RNN
+        # states (of pad inputs), so they must not count.
+        valid = mask.unsqueeze(-1)
+        if self.pooling == "mean":
+            summed = outputs.masked_fill(~valid, 0.0).sum(dim=1)
+            return summed / lengths.unsqueeze(1).to(outputs.dtype)
+        if self.pooling == "max":
+            return outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
+        query = self.query.expand(outputs.shape[0], -1, -1)
+        pooled, _ = self.attention(
+            query, outputs, outputs, key_padding_mask=~mask, need_weights=False
+        )
+        return pooled.squeeze(1)
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (all, or only those that train)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model: RNNClassifier  # in eval mode, on the CPU
+    config: TrainConfig
+    itos: list[str]  # the vocabulary, index -> word
+    extra: dict[str, Any]
+
+
+def save_checkpoint(
+    path: Path,
+    model: RNNClassifier,
+    cfg: TrainConfig,
+    vocab: Vocab,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Save weights, config and vocabulary as plain tensors and containers (no pickled code).
+
+    ``extra`` must hold only plain values (numbers, strings, lists, dicts, tensors), so that
+    ``torch.load(weights_only=True)`` can read it back.
+    """
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": cfg.to_dict(),
+        "itos": list(vocab.itos),
+        "num_classes": model.num_classes,
+        "extra": dict(extra or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint under the real name
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Rebuild the model of a checkpoint written by ``save_checkpoint``."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # unpickling errors have no common base class
+        raise ConfigError(f"{path}: not a readable hpsearch checkpoint: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"{path}: not an hpsearch checkpoint (format {CHECKPOINT_FORMAT} expected)"
+        )
+    cfg = from_mapping(payload["config"], source=f"{path}: config")
+    itos = list(payload["itos"])
+    model = RNNClassifier(cfg, len(itos), int(payload["num_classes"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return Checkpoint(model=model, config=cfg, itos=itos, extra=dict(payload["extra"]))

@@ -1,0 +1,79 @@
+"""The Optuna objective: suggest, build, train, report, prune.
+
+Pruning takes the place of the report's patience: after every epoch the validation accuracy
+is reported to the trial and the study's pruner decides whether the trial is worth another
+epoch, comparing it with the other trials at the same epoch rather than with its own past.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import optuna
+
+from hpsearch.studyfile import StudySpec
+from hpsearch.train import EpochStats, TrainingDiverged, train_from_config
+
+
+class Objective:
+    """Callable objective for one worker process; returns the best validation accuracy."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        *,
+        worker: str,
+        data_dir: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.worker = worker
+        self.data_dir = data_dir
+        self.threads = threads
+        self.host = socket.gethostname()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = self.spec.suggest(trial)
+        cfg = self.spec.build_config(params)
+        # The complete configuration is recorded first, so that every trial (even one that
+        # dies) can be retrained exactly: `hpsearch export` writes this, `train` reads it.
+        trial.set_user_attr("config", cfg.to_dict())
+        trial.set_user_attr("seed", cfg.seed)
+        trial.set_user_attr("host", self.host)
+        trial.set_user_attr("worker", self.worker)
+        if self.threads is not None:
+            cfg = cfg.replace(threads=self.threads)
+        epochs_run = 0
+        started = time.perf_counter()
+
+        def on_epoch(stats: EpochStats) -> None:
+            nonlocal epochs_run
+            epochs_run = stats.epoch
+            trial.report(stats.valid_acc, step=stats.epoch)
+            if trial.should_prune():
+                trial.set_user_attr("epochs_run", epochs_run)
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+                raise optuna.TrialPruned(
+                    f"pruned at epoch {stats.epoch} with valid_acc {stats.valid_acc:.4f}"
+                )
+
+        try:
+            result, _ = train_from_config(cfg, self.data_dir, on_epoch=on_epoch)
+        except TrainingDiverged as exc:
+            # A diverged run is a property of its parameters, not a crash: record why, so the
+            # dashboard shows it, and let Optuna mark the trial FAIL.
+            trial.set_user_attr("error", str(exc))
+            trial.set_user_attr("epochs_run", epochs_run)
+            raise
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+            raise
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("epochs_run", len(result.history))
+        trial.set_user_attr("seconds", round(result.seconds, 3))
+        trial.set_user_attr("num_parameters", result.num_parameters)
+        return float(result.best_valid_acc)

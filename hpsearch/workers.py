@@ -1,0 +1,208 @@
+"""Workers: processes that pull trials of one study from the shared database until its budget
+is spent, and the launcher that runs N of them on this machine.
+
+The budget is global: ``trials`` is the number of COMPLETE + PRUNED trials of the study, across
+every worker on every machine. Optuna's ``MaxTrialsCallback`` counts only finished trials, so
+N workers overshoot by up to N - 1. Here a worker takes a cross-process lock
+(``storage.budget_lock``), counts finished *and running* trials, and creates its trial before
+releasing the lock, so no two workers can claim the last slot. A running trial that later
+fails frees its slot again (a failure is not a result), which is why a worker whose slots are
+all claimed waits for the running trials instead of leaving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+from optuna.trial import TrialState
+
+from hpsearch import storage as storage_mod
+from hpsearch.errors import StorageError, StudyError
+from hpsearch.objective import Objective
+from hpsearch.studyfile import StudySpec
+
+log = logging.getLogger(__name__)
+
+SPEC_ATTR = "hpsearch_spec"
+POLL_SECONDS = 1.0  # how often an idle worker re-checks running trials that may still fail
+DB_RETRY_SECONDS = 60.0  # how long a worker keeps retrying a lost database before giving up
+
+
+@dataclass
+class Counts:
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.pruned
+
+
+def count_trials(study: optuna.Study) -> Counts:
+    counts = Counts()
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.COMPLETE:
+            counts.complete += 1
+        elif trial.state == TrialState.PRUNED:
+            counts.pruned += 1
+        elif trial.state == TrialState.FAIL:
+            counts.failed += 1
+        elif trial.state == TrialState.RUNNING:
+            counts.running += 1
+        elif trial.state == TrialState.WAITING:
+            counts.waiting += 1
+    return counts
+
+
+def open_study(
+    spec: StudySpec,
+    url: str,
+    *,
+    force: bool = False,
+    heartbeat: bool = True,
+    seed_offset: int = 0,
+) -> optuna.Study:
+    """Create the study (storing its spec, enqueuing its first configurations) or resume it.
+
+    Resuming with a spec that differs from the stored one is refused unless ``force``: trials
+    run under another search space or pruner would be silently mixed with the new ones.
+    """
+    storage = storage_mod.open_storage(url, heartbeat=heartbeat)
+    with storage_mod.budget_lock(url, spec.name):
+        try:
+            study = optuna.load_study(
+                study_name=spec.name,
+                storage=storage,
+                sampler=spec.make_sampler(seed_offset),
+                pruner=spec.make_pruner(),
+            )
+        except KeyError:
+            study = optuna.create_study(
+                study_name=spec.name,
+                storage=storage,
+                sampler=spec.make_sampler(seed_offset),
+                pruner=spec.make_pruner(),
+                direction="maximize",
+            )
+            study.set_user_attr(SPEC_ATTR, spec.to_dict())
+            for params in spec.enqueue:
+                study.enqueue_trial(params, user_attrs={"enqueued": True})
+            return study
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored is None:
+            raise StudyError(
+                f"study {spec.name!r} exists in {storage_mod.mask_url(url)} but was not made "
+                "by hpsearch; choose another name"
+            )
+        changes = spec.differences(stored)
+        if changes and not force:
+            raise StudyError(
+                f"study {spec.name!r} exists with a different spec: {'; '.join(changes)}. "
+                "Use another study name, or --force to resume with the new spec"
+            )
+        if changes:
+            study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        return study
+
+
+@dataclass
+class WorkerSummary:
+    worker: str
+    trials_run: int = 0
+    reason: str = ""
+
+
+@contextmanager
+def _held(lock: AbstractContextManager[None]) -> Iterator[Callable[[], None]]:
+    """Hold ``lock``; yield a release function that may be called early, once."""
+    lock.__enter__()
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            lock.__exit__(None, None, None)
+
+    try:
+        yield release
+    finally:
+        release()
+
+
+def work(
+    spec: StudySpec,
+    url: str,
+    *,
+    worker: str,
+    threads: int | None = None,
+    data_dir: Path | None = None,
+    deadline: float | None = None,
+    force: bool = False,
+    seed_offset: int = 0,
+) -> WorkerSummary:
+    """Run trials of ``spec`` until the study's budget is spent or ``deadline`` passes.
+
+    ``seed_offset`` shifts the sampler's seed: the launcher gives worker i offset i, so one
+    worker reproduces the study file's seed exactly and parallel workers explore differently.
+    """
+    study = open_study(spec, url, force=force, seed_offset=seed_offset)
+    objective = Objective(spec, worker=worker, data_dir=data_dir, threads=threads)
+    summary = WorkerSummary(worker)
+    max_failed = max(spec.trials, 3)  # a study whose every trial crashes must still end
+    db_down_since: float | None = None
+    while True:
+        if deadline is not None and time.time() >= deadline:
+            summary.reason = "timeout"
+            return summary
+        try:
+            with _held(storage_mod.budget_lock(url, spec.name)) as release:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+                counts = count_trials(study)
+                db_down_since = None
+                if counts.done >= spec.trials:
+                    summary.reason = "budget spent"
+                    return summary
+                if counts.failed >= max_failed:
+                    summary.reason = f"stopped after {counts.failed} failed trials"
+                    log.warning("%s: %s", worker, summary.reason)
+                    return summary
+                if counts.done + counts.running >= spec.trials:
+                    release()
+                    time.sleep(POLL_SECONDS)
+                    continue
+
+                def objective_releasing(trial: optuna.Trial) -> float:
+                    # The trial now exists as RUNNING and is counted: let the next worker in.
+                    release()
+                    return objective(trial)
+
+                study.optimize(objective_releasing, n_trials=1, catch=(Exception,))
+                summary.trials_run += 1
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+            # The database went away (restart, killed connection). pool_pre_ping reconnects on
+            # the next checkout; the trial in flight, if any, is failed by its heartbeat and
+            # retried. Keep trying for a bounded time, then stop with one clear message.
+            now = time.time()
+            db_down_since = db_down_since or now
+            if now - db_down_since > DB_RETRY_SECONDS:
+                raise StorageError(
+                    f"{worker}: lost the database {storage_mod.mask_url(url)} for over "
+                    f"{DB_RETRY_SECONDS:.0f} s; giving up: "
+                    f"{storage_mod.scrub(str(exc).splitlines()[0], url)}"
+                ) from None
+            log.warning("%s: database unavailable, retrying in 2 s", worker)
+            time.sleep(2.0)

@@ -1,0 +1,168 @@
+"""The dashboard reads a SQLite study file while workers write to it, without locking them out."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from wsgiref.util import setup_testing_defaults
+
+import optuna
+import pytest
+
+from hpsearch import dashboard, storage
+from hpsearch.errors import StorageError
+
+TRIALS_PER_WRITER = 25
+
+# A worker's storage (heartbeats, WAL, busy timeout) and a trivial objective; any exception,
+# "database is locked" included, makes the process exit non-zero with it on stderr.
+WRITER = """
+import sys, time, optuna
+from hpsearch import storage
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+study = optuna.create_study(
+    study_name=name, storage=storage.open_storage(url), direction="maximize",
+    load_if_exists=True,
+)
+def objective(trial):
+    x = trial.suggest_float("x", 0.0, 1.0)
+    for step in range(3):
+        trial.report(x * (step + 1) / 3, step)
+        time.sleep(0.01)
+    return x
+study.optimize(objective, n_trials=n)
+"""
+SERVER = (
+    "import sys; from hpsearch.dashboard import serve; serve(sys.argv[1], port=int(sys.argv[2]))"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on ``port``, from /proc (Linux)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, port_hex = fields[1].rsplit(":", 1)
+            if int(port_hex, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_dashboard_serves_while_two_workers_write(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    storage.open_storage(url, heartbeat=False)  # the database exists before anyone serves it
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, url, str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    writers: list[subprocess.Popen[str]] = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # wait for the server to answer
+            try:
+                assert get_json(f"{base}/api/studies") == {"study_summaries": []}
+                break
+            except OSError:
+                assert server.poll() is None, "the dashboard exited"
+                assert time.monotonic() < deadline, "the dashboard never answered"
+                time.sleep(0.2)
+        writers = [
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, url, "live", str(TRIALS_PER_WRITER)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        seen_during_writes = 0
+        complete = 0
+        deadline = time.monotonic() + 25
+        while complete < 2 * TRIALS_PER_WRITER:
+            assert time.monotonic() < deadline, f"dashboard shows {complete} complete trials"
+            studies = get_json(f"{base}/api/studies")["study_summaries"]
+            if studies:
+                assert [s["study_name"] for s in studies] == ["live"]
+                detail = get_json(f"{base}/api/studies/{studies[0]['study_id']}?after=0")
+                complete = sum(t["state"] == "Complete" for t in detail["trials"])
+                if any(w.poll() is None for w in writers):
+                    seen_during_writes = max(seen_during_writes, len(detail["trials"]))
+            time.sleep(0.1)
+        for writer in writers:
+            _, err = writer.communicate(timeout=20)
+            assert writer.returncode == 0, err
+            assert "locked" not in err, err
+        assert seen_during_writes > 0, "the dashboard was never read while workers wrote"
+        assert listening_addresses(port) == {"0100007F"}, "not bound to loopback only"
+    finally:
+        for proc in [*writers, server]:
+            proc.kill()
+            proc.wait()
+    assert server.stdout is not None
+    banner = server.stdout.read()
+    assert f"at http://127.0.0.1:{port}/dashboard" in banner
+
+
+def test_make_app_answers_the_api(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    study = optuna.create_study(study_name="s", storage=storage.open_storage(url))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    app = dashboard.make_app(url)
+    environ: dict[str, Any] = {"PATH_INFO": "/api/studies", "wsgi.input": io.BytesIO()}
+    setup_testing_defaults(environ)
+    status: list[str] = []
+
+    def start_response(code: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        status.append(code)
+
+    body = b"".join(app(environ, start_response))
+    assert status == ["200 OK"]
+    (summary,) = json.loads(body)["study_summaries"]
+    assert summary["study_name"] == "s"
+
+
+def test_missing_sqlite_database_is_refused_not_created(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'typo.db'}"
+    with pytest.raises(StorageError, match="no such database"):
+        dashboard.serve(url, port=free_port())
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8080/dashboard"),
+        ("0.0.0.0", "http://127.0.0.1:8080/dashboard"),
+        ("::", "http://[::1]:8080/dashboard"),
+        ("example.org", "http://example.org:8080/dashboard"),
+    ],
+)
+def test_browse_url(host: str, expected: str) -> None:
+    assert dashboard.browse_url(host, 8080) == expected

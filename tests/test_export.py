@@ -1,0 +1,228 @@
+"""Reading results out of a study database, on studies built directly (no training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+from rich.console import Console
+from sqlalchemy.engine import make_url
+
+from hpsearch import config, data, export, storage, studyfile, workers
+from hpsearch.errors import StudyError
+
+STUDY_YAML = """\
+name: {name}
+description: a tiny study for export tests
+config: {{hidden_dim: 8, embedding_dim: 8, batch_size: 256}}
+space:
+  lr: {{low: 1.0e-4, high: 1.0e-1, log: true}}
+  cell: {{choices: [rnn, gru]}}
+sampler: {{name: random}}
+pruner: {{name: none}}
+budget: {{trials: 6, epochs: 1}}
+"""
+DISTRIBUTIONS = {
+    "lr": FloatDistribution(1e-4, 1e-1, log=True),
+    "cell": CategoricalDistribution(["rnn", "gru"]),
+}
+# (state, value, params); trial 1 is the best.
+TRIALS: list[tuple[TrialState, float | None, dict[str, Any]]] = [
+    (TrialState.COMPLETE, 0.71, {"lr": 1e-3, "cell": "rnn"}),
+    (TrialState.COMPLETE, 0.83, {"lr": 3e-3, "cell": "gru"}),
+    (TrialState.PRUNED, 0.40, {"lr": 5e-2, "cell": "rnn"}),
+    (TrialState.FAIL, None, {"lr": 9e-2, "cell": "gru"}),
+]
+
+
+def write_spec(directory: Path, name: str = "tiny") -> studyfile.StudySpec:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.yaml"
+    path.write_text(STUDY_YAML.format(name=name), encoding="utf-8")
+    return studyfile.load_study(path)
+
+
+def build_study(spec: studyfile.StudySpec, url: str, *, error: str = "boom") -> optuna.Study:
+    """A study as workers leave it: spec attr, and trials carrying their full config."""
+    study = workers.open_study(spec, url, heartbeat=False)
+    for i, (state, value, params) in enumerate(TRIALS):
+        cfg = spec.build_config(params).replace(seed=i)
+        if i == 1:  # runtime fields as a worker may have recorded them: reset on export
+            cfg = cfg.replace(device="cpu", threads=2)
+        attrs: dict[str, Any] = {"config": cfg.to_dict(), "seed": i, "worker": f"w{i}"}
+        if state == TrialState.COMPLETE:
+            attrs |= {"best_epoch": 1, "epochs_run": 1, "seconds": 0.5, "num_parameters": 99}
+        if state == TrialState.FAIL:
+            attrs["error"] = error
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                value=value if state != TrialState.FAIL else None,
+                params=params,
+                distributions=DISTRIBUTIONS,
+                user_attrs=attrs,
+                intermediate_values={1: value} if value is not None else None,
+            )
+        )
+    return study
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> studyfile.StudySpec:
+    return write_spec(tmp_path / "studies")
+
+
+def test_best_export_trains_as_is(
+    spec: studyfile.StudySpec, sqlite_url: str, tmp_path: Path
+) -> None:
+    study = build_study(spec, sqlite_url)
+    exported = export.best_export("tiny", sqlite_url)
+    assert exported["best_value"] == pytest.approx(0.83)
+    assert exported["best_trial"] == 1
+    assert exported["params"] == {"lr": 3e-3, "cell": "gru"}
+    assert exported["counts"] == {
+        "complete": 2,
+        "pruned": 1,
+        "failed": 1,
+        "running": 0,
+        "waiting": 0,
+        "total": 4,
+    }
+    assert exported["spec"] == spec.to_dict()
+    assert exported["data"]["sha256"] == data.SHA256
+    assert set(exported["versions"]) == {"python", "hpsearch", "torch", "optuna"}
+    assert "config" not in exported["user_attrs"]
+    assert exported["user_attrs"]["seed"] == 1
+    assert exported["learning_curve"] == {"1": pytest.approx(0.83)}
+
+    path = tmp_path / "out" / "best.json"
+    export.write_json(exported, path)
+    loaded = config.load(path)
+    recorded = config.from_mapping(study.trials[1].user_attrs["config"])
+    assert recorded.device == "cpu" and recorded.threads == 2
+    assert loaded == recorded.replace(device="auto", threads=None)
+    assert loaded.cell == "gru" and loaded.lr == pytest.approx(3e-3) and loaded.hidden_dim == 8
+    assert json.loads(path.read_text())["study"] == "tiny"
+    assert [p.name for p in path.parent.iterdir()] == ["best.json"]  # no temporary left
+
+
+def test_no_complete_trial_is_a_study_error(spec: studyfile.StudySpec, sqlite_url: str) -> None:
+    workers.open_study(spec, sqlite_url, heartbeat=False)
+    with pytest.raises(StudyError, match=r"'tiny' has no complete trial yet \(0 pruned"):
+        export.best_export("tiny", sqlite_url)
+
+
+def test_missing_study_names_the_available_ones(spec: studyfile.StudySpec, sqlite_url: str) -> None:
+    build_study(spec, sqlite_url)
+    with pytest.raises(StudyError) as info:
+        export.best_export("tiyn", sqlite_url)
+    message = str(info.value)
+    assert message.startswith("no study 'tiyn' in sqlite:///")
+    assert "available: tiny (did you mean 'tiny'?)" in message
+
+
+def test_reading_never_creates_a_sqlite_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'absent.db'}"
+    with pytest.raises(StudyError, match="the database does not exist yet"):
+        export.load_study_for_reading("tiny", url)
+    write_spec(tmp_path / "studies")
+    rows = export.study_rows(url, tmp_path / "studies")
+    assert [(r["name"], r["state"]) for r in rows] == [("tiny", "not created")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["studies"]
+
+
+def test_trials_csv_has_one_row_per_trial(
+    spec: studyfile.StudySpec, sqlite_url: str, tmp_path: Path
+) -> None:
+    build_study(spec, sqlite_url)
+    path = tmp_path / "trials.csv"
+    assert export.trials_csv("tiny", sqlite_url, path) == len(TRIALS)
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["number"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
+    assert float(rows[1]["value"]) == pytest.approx(0.83)
+    assert rows[3]["value"] == ""
+    assert rows[1]["params_cell"] == "gru" and float(rows[1]["params_lr"]) == pytest.approx(3e-3)
+    assert rows[3]["user_attrs_error"] == "boom"
+    assert rows[0]["user_attrs_best_epoch"] == "1"
+    assert not any("config" in column for column in rows[0])
+    assert float(rows[0]["duration_s"]) >= 0
+
+
+def test_study_rows_join_files_and_database(tmp_path: Path, sqlite_url: str) -> None:
+    studies = tmp_path / "studies"
+    spec = write_spec(studies, "tiny")
+    write_spec(studies, "later")
+    (studies / "broken.yaml").write_text("name: broken\nspace: 3\n", encoding="utf-8")
+    build_study(spec, sqlite_url)
+    optuna.create_study(study_name="orphan", storage=storage.open_storage(sqlite_url))
+    rows = {r["name"]: r for r in export.study_rows(sqlite_url, studies)}
+    assert list(rows) == ["broken", "later", "tiny", "orphan"]
+    assert rows["broken"]["state"] == "invalid file"
+    assert "space" in rows["broken"]["description"]
+    assert rows["later"]["state"] == "not created" and rows["later"]["budget"] == 6
+    tiny = rows["tiny"]
+    assert (tiny["state"], tiny["complete"], tiny["pruned"], tiny["failed"]) == (
+        "incomplete",
+        2,
+        1,
+        1,
+    )
+    assert tiny["best_value"] == pytest.approx(0.83) and tiny["best_trial"] == 1
+    assert tiny["description"] == "a tiny study for export tests"
+    assert rows["orphan"]["file"] is None and rows["orphan"]["state"] == "incomplete"
+    text = _render(export.render_studies(rows.values()))
+    assert "tiny" in text and "0.8300" in text and "3/6" in text
+
+
+def _render(renderable: Any) -> str:
+    console = Console(record=True, width=200)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_render_best_shows_value_params_and_changes(
+    spec: studyfile.StudySpec, sqlite_url: str
+) -> None:
+    build_study(spec, sqlite_url)
+    text = _render(export.render_best(export.best_export("tiny", sqlite_url)))
+    assert "0.8300" in text
+    assert "gru" in text
+    # hidden_dim 8 differs from the default 200; the reset device does not.
+    assert any("hidden_dim" in line and "200" in line for line in text.splitlines())
+    assert "device" not in text
+
+
+@pytest.mark.postgres
+def test_exports_never_contain_the_password(postgres_url: str, tmp_path: Path) -> None:
+    password = "s3cretPW"
+    url = make_url(postgres_url).set(password=password).render_as_string(hide_password=False)
+    name = f"tiny_export_{tmp_path.name}"[:60]
+    spec = write_spec(tmp_path / "studies", name)
+    build_study(spec, url, error=f"OperationalError: cannot reach {url}")
+    try:
+        exported = export.best_export(name, url)
+        json_path, csv_path = tmp_path / "best.json", tmp_path / "trials.csv"
+        export.write_json(exported, json_path)
+        export.trials_csv(name, url, csv_path)
+        assert exported["storage"].startswith("postgresql+psycopg://postgres:***@")
+        for path in (json_path, csv_path):
+            assert password not in path.read_text(encoding="utf-8")
+        assert "cannot reach postgresql+psycopg://postgres:***@" in csv_path.read_text()
+        with pytest.raises(StudyError) as info:
+            export.best_export(name + "x", url)
+        assert password not in str(info.value)
+    finally:
+        optuna.delete_study(study_name=name, storage=storage.open_storage(url, heartbeat=False))

@@ -1,0 +1,209 @@
+"""Reports on a synthetic study: trials made with ``create_trial``, no training."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from hpsearch import export, report, storage
+from hpsearch.errors import StudyError
+
+DISTRIBUTIONS = {
+    "lr": FloatDistribution(1e-5, 1e-1, log=True),
+    "dropout": FloatDistribution(0.0, 0.5),
+    "optimizer": CategoricalDistribution(["sgd", "adam", "rmsprop"]),
+    "hidden_dim": IntDistribution(32, 512, log=True),
+}
+
+
+def synthetic_trial(rng: random.Random, number: int, epochs: int = 10) -> optuna.trial.FrozenTrial:
+    """Accuracy peaks at lr 1e-3, falls with dropout; adam is best; bigger is a bit better."""
+    params = {
+        "lr": 10 ** rng.uniform(-5, -1),
+        "dropout": rng.uniform(0.0, 0.5),
+        "optimizer": rng.choice(["sgd", "adam", "rmsprop"]),
+        "hidden_dim": round(2 ** rng.uniform(5, 9)),
+    }
+    ceiling = (
+        0.9
+        - 0.06 * (math.log10(params["lr"]) + 3) ** 2
+        - 0.15 * params["dropout"]
+        + {"sgd": -0.08, "adam": 0.0, "rmsprop": -0.02}[params["optimizer"]]
+        + 0.02 * math.log2(params["hidden_dim"] / 32) / 4
+    )
+    ceiling = min(max(ceiling, 0.2), 0.95)
+    curve = {
+        e: min(1.0, max(0.0, 0.2 + (ceiling - 0.2) * (1 - math.exp(-e / 2.5)) + rng.gauss(0, 0.01)))
+        for e in range(1, epochs + 1)
+    }
+    pruned = ceiling < 0.75 and number >= 5
+    if pruned:
+        stop = rng.randint(2, 5)
+        curve = {e: v for e, v in curve.items() if e <= stop}
+    best_epoch = max(curve, key=curve.__getitem__)
+    return create_trial(
+        state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+        value=None if pruned else curve[best_epoch],
+        params=params,
+        distributions=DISTRIBUTIONS,
+        intermediate_values=curve,
+        user_attrs={
+            "config": {**params, "epochs": epochs},
+            "best_epoch": best_epoch,
+            "epochs_run": len(curve),
+            "seconds": 1.5 * len(curve),
+            "num_parameters": 1000 * params["hidden_dim"],
+            "worker": "test-w1",
+        },
+    )
+
+
+def make_study(url: str, name: str, n: int, *, seed: int = 0) -> optuna.Study:
+    study = optuna.create_study(
+        study_name=name, storage=storage.open_storage(url, heartbeat=False), direction="maximize"
+    )
+    rng = random.Random(seed)
+    for number in range(n):
+        study.add_trial(synthetic_trial(rng, number))
+    return study
+
+
+@pytest.fixture()
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'report.db'}"
+
+
+def test_write_report_writes_every_file(tmp_path: Path, url: str) -> None:
+    make_study(url, "synthetic", 30)
+    out = tmp_path / "out"
+    paths = report.write_report("synthetic", url, out)
+    stems = {"history", "importances", "pairs", "parallel", "curves"}
+    assert {p.name for p in paths} == {f"{s}.png" for s in stems} | {"index.html", "summary.json"}
+    for stem in stems:
+        data = (out / f"{stem}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(data) > 20_000, stem  # a real plot, not an empty canvas
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "synthetic" in page
+    assert "Plotly.newPlot" in page and "plotly.js v" in page  # plotly.js embedded: offline
+    assert page.count('class="plotly-graph-div"') == len(stems)
+    summary = json.loads((out / "summary.json").read_text())
+    trials = optuna.load_study(study_name="synthetic", storage=url).trials
+    assert summary["counts"]["total"] == 30
+    assert summary["counts"]["pruned"] == sum(t.state == TrialState.PRUNED for t in trials)
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value or 0)
+    assert summary["best"]["trial"] == best.number
+    assert summary["best"]["value"] == pytest.approx(best.value)
+    assert set(summary["importances"]) == set(DISTRIBUTIONS)
+
+
+def test_report_with_one_complete_trial_skips_importances(tmp_path: Path, url: str) -> None:
+    make_study(url, "tiny", 1)
+    paths = report.write_report("tiny", url, tmp_path / "out")
+    names = {p.name for p in paths}
+    assert names == {"history.png", "pairs.png", "curves.png", "index.html", "summary.json"}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["importances"] is None
+    assert [n.split(":")[0] for n in summary["notes"]] == [
+        "parameter importances skipped",
+        "parallel coordinates skipped",
+    ]
+
+
+def test_report_of_study_without_complete_trials_is_a_clear_error(tmp_path: Path, url: str) -> None:
+    study = optuna.create_study(
+        study_name="none", storage=storage.open_storage(url, heartbeat=False)
+    )
+    study.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.3}))
+    with pytest.raises(StudyError, match=r"'none' has no complete trial yet \(1 pruned"):
+        report.write_report("none", url, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_aggregate_mean_per_cell() -> None:
+    opt = report.make_axis("opt", DISTRIBUTIONS["optimizer"], ["sgd", "adam"])
+    drop = report.make_axis("dropout", FloatDistribution(0.0, 0.5), [0.0, 0.5])
+    assert opt.labels == ("sgd", "adam")  # choice order, unseen rmsprop left out
+    assert drop.labels == ("0", "0.5")  # two values seen: one cell each
+    points = [
+        ({"opt": "sgd", "dropout": 0.0}, 0.6),
+        ({"opt": "sgd", "dropout": 0.0}, 0.8),
+        ({"opt": "adam", "dropout": 0.0}, 0.9),
+        ({"opt": "adam", "dropout": 0.5}, 0.5),
+        ({"opt": "adam"}, 0.1),  # conditional parameter absent: not in this pair
+    ]
+    mean, count = report.aggregate(points, [opt, drop])
+    assert count.tolist() == [[2, 0], [1, 1]]
+    assert mean[0, 0] == pytest.approx(0.7)
+    assert math.isnan(mean[0, 1])
+    assert mean[1].tolist() == pytest.approx([0.9, 0.5])
+    mean1, count1 = report.aggregate(points, [opt])
+    assert count1.tolist() == [2, 3]
+    assert mean1.tolist() == pytest.approx([0.7, 0.5])
+
+
+def test_log_param_is_binned_in_log_space() -> None:
+    observed = [1e-5, 3e-5, 2e-4, 1e-3, 5e-3, 9e-2, 1e-1]
+    axis = report.make_axis("lr", FloatDistribution(1e-5, 1e-1, log=True), observed, bins=4)
+    assert axis.edges == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+    assert axis.labels == ("1e-5–1e-4", "1e-4–0.001", "0.001–0.01", "0.01–0.1")
+    assert [axis.cell(v) for v in observed] == [0, 0, 1, 2, 2, 3, 3]
+    linear = report.make_axis("dropout", FloatDistribution(0.0, 0.5), np.linspace(0, 0.5, 11))
+    assert linear.edges == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+def test_pruned_trials_count_with_their_best_epoch() -> None:
+    pruned = create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.5, 2: 0.6, 3: 0.55})
+    assert report.trial_score(pruned) == 0.6
+    failed = create_trial(state=TrialState.FAIL)
+    assert report.trial_score(failed) is None
+
+
+def test_compare_without_evaluation_counts_trials(url: str) -> None:
+    a = make_study(url, "a", 12, seed=1)
+    make_study(url, "b", 5, seed=2)
+    optuna.create_study(study_name="empty", storage=url).add_trial(
+        create_trial(state=TrialState.FAIL, user_attrs={"epochs_run": 2, "seconds": 3.0})
+    )
+    rows = report.compare(["a", "b", "empty", "a"], url, evaluate=False)
+    assert [r["study"] for r in rows] == ["a", "b", "empty"]
+    trials = a.get_trials()
+    ra = rows[0]
+    assert ra["complete"] + ra["pruned"] == ra["trials"] == 12
+    assert ra["pruned"] == sum(t.state == TrialState.PRUNED for t in trials)
+    assert ra["epochs"] == sum(t.user_attrs["epochs_run"] for t in trials)
+    assert ra["seconds"] == pytest.approx(1.5 * ra["epochs"])
+    assert ra["best_value"] == max(t.value for t in trials if t.value is not None)
+    assert ra["test_mean"] is None and ra["evaluation"] is None
+    assert rows[2]["best_value"] is None and rows[2]["failed"] == 1 and rows[2]["epochs"] == 2
+    report.render_compare(rows)  # renders with missing values
+
+
+def test_compare_reuses_a_matching_stored_evaluation(url: str) -> None:
+    study = make_study(url, "a", 8)
+    best = export.best_complete_trial(study)
+    stored = {
+        "trial": best.number,
+        "seeds": [0, 1, 2],
+        "valid": {"mean": 0.85, "std": 0.01},
+        "test": {"mean": 0.88, "std": 0.02},
+    }
+    study.set_user_attr(export.EVALUATION_ATTR, stored)
+    (row,) = report.compare(["a"], url, seeds=3)  # would retrain (and fail) if not reused
+    assert row["evaluation"] == "stored"
+    assert (row["test_mean"], row["test_std"], row["seeds"]) == (0.88, 0.02, 3)
+    assert report._stored_evaluation(study, best, seeds=5) is None
+
+
+def test_compare_unknown_study_fails_before_any_work(url: str) -> None:
+    make_study(url, "a", 3)
+    with pytest.raises(StudyError, match="no study 'b'"):
+        report.compare(["a", "b"], url)

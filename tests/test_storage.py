@@ -1,0 +1,497 @@
+"""Storage URLs, masking, opening Optuna's storage, and the cross-process budget lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import optuna
+import pytest
+
+from hpsearch import storage
+from hpsearch.errors import StorageError
+
+SECRET = "p@ss:w/rd"  # every character that must be percent-encoded in a URL
+ENCODED = quote(SECRET, safe="")
+
+
+def _leaks(text: str) -> bool:
+    return any(form in text for form in (SECRET, ENCODED, quote_plus(SECRET), "ss:w/rd"))
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (storage.ENV_URL, storage.ENV_HEARTBEAT_INTERVAL, storage.ENV_GRACE_PERIOD):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _run(script: str, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+    """Start a Python child running ``script`` (a worker); the caller waits for it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    assert "database is locked" not in err
+    return out
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- URLs ---------------------------------------------------------------------------------
+
+
+def test_resolve_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert storage.resolve_url(None) == storage.DEFAULT_URL == "sqlite:///hpsearch.db"
+    monkeypatch.setenv(storage.ENV_URL, "postgresql://u@envhost/db")
+    assert storage.resolve_url(None) == "postgresql+psycopg://u@envhost/db"
+    assert storage.resolve_url("sqlite:///arg.db") == "sqlite:///arg.db"
+    monkeypatch.setenv(storage.ENV_URL, "  ")  # blank means unset
+    assert storage.resolve_url(None) == storage.DEFAULT_URL
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgres://u@h:5433/db", "postgresql+psycopg://u@h:5433/db"),
+        (f"postgres://u:{ENCODED}@h/db", f"postgresql+psycopg://u:{ENCODED}@h/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("mysql://root@h:3306/t?charset=utf8mb4", "mysql+pymysql://root@h:3306/t?charset=utf8mb4"),
+        ("mysql+pymysql://root@h/t", "mysql+pymysql://root@h/t"),
+        (" sqlite:////abs/x.db ", "sqlite:////abs/x.db"),
+        ("sqlite://", "sqlite://"),
+    ],
+)
+def test_resolve_url_normalises(url: str, expected: str) -> None:
+    assert storage.resolve_url(url) == expected
+    assert storage.resolve_url(expected) == expected  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("", "malformed"),
+        ("hpsearch.db", "malformed"),
+        (f"postgresql://u:{SECRET}@h/db", "percent-encode"),
+        ("redis://localhost:6379", "unsupported database 'redis'"),
+        (f"oracle://scott:{ENCODED}@h/orcl", "unsupported database 'oracle'"),
+        ("postgress://h/db", "did you mean 'postgresql'"),
+        ("postgresql+asyncpg://h/db", "unsupported driver 'asyncpg'"),
+        ("sqlite://somehost/x.db", "no host"),
+        ("postgresql:///db", "no host"),
+        ("mysql://root@h", "no database name"),
+    ],
+)
+def test_resolve_url_rejects(url: str, fragment: str) -> None:
+    with pytest.raises(StorageError) as info:
+        storage.resolve_url(url)
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message
+    assert not _leaks(message)
+    if "malformed" in fragment or "unsupported database" in fragment:
+        assert "sqlite:///" in message and "postgresql://" in message and "mysql://" in message
+
+
+def test_resolve_url_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(storage.ENV_URL, "redis://x")
+    with pytest.raises(StorageError, match=storage.ENV_URL):
+        storage.resolve_url(None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://user:{ENCODED}@host:5432/db",
+        f"mysql://user:{quote_plus(SECRET)}@host/db?charset=utf8mb4",
+        f"postgresql://user:{SECRET}@host/db",  # not encoded: unparseable
+        "postgresql://user:p@ss@host/db",  # not encoded: parses, wrongly
+        f"nonsense://user:{SECRET}@",
+    ],
+)
+def test_mask_url_and_scrub_hide_the_password(url: str) -> None:
+    masked = storage.mask_url(url)
+    assert "user:***@" in masked
+    assert not _leaks(masked) and "p@ss" not in masked
+    message = f"failed for {SECRET} / {ENCODED} / {quote_plus(SECRET)} ({url})"
+    scrubbed = storage.scrub(message, url)
+    assert not _leaks(scrubbed) and "p@ss" not in scrubbed
+    assert scrubbed.startswith("failed for ***")
+
+
+def test_mask_url_keeps_urls_without_password_and_never_raises() -> None:
+    for url in ("sqlite:///hpsearch.db", "sqlite:///:memory:", "postgresql://u@h/db"):
+        assert storage.mask_url(url) == url
+        assert storage.scrub(f"x {url}", url) == f"x {url}"
+    for junk in ("", "::::", "a://b:c@", "%zz://@@@"):
+        assert isinstance(storage.mask_url(junk), str)
+    assert storage.mask_url("mysql://u:p@h:notaport/db") == "mysql://u:***@h:notaport/db"
+
+
+# --- SQLite -----------------------------------------------------------------------------
+
+
+def test_open_sqlite_uses_wal_and_heartbeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default URL is relative to the working directory
+    monkeypatch.setenv(storage.ENV_HEARTBEAT_INTERVAL, "2")
+    monkeypatch.setenv(storage.ENV_GRACE_PERIOD, "7")
+    rdb = storage.open_storage(storage.DEFAULT_URL)
+    with sqlite3.connect(tmp_path / "hpsearch.db") as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert rdb.heartbeat_interval == 2 and rdb.grace_period == 7
+    assert isinstance(
+        rdb.heartbeat_stale_trial_callback, optuna.storages.RetryHeartbeatStaleTrialCallback
+    )
+    assert rdb.engine_kwargs["connect_args"]["timeout"] >= 30
+    with rdb.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    study = optuna.create_study(storage=rdb, study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert len(study.trials) == 2
+
+    monkeypatch.delenv(storage.ENV_GRACE_PERIOD)
+    assert storage.open_storage(storage.DEFAULT_URL).grace_period == 6  # 3 intervals
+    plain = storage.open_storage(storage.DEFAULT_URL, heartbeat=False)
+    assert plain.heartbeat_interval is None and plain.get_heartbeat_interval() is None
+
+
+@pytest.mark.parametrize(
+    ("interval", "grace", "fragment"),
+    [
+        ("ten", None, "HPSEARCH_HEARTBEAT_INTERVAL ('ten')"),
+        ("0", None, "HPSEARCH_HEARTBEAT_INTERVAL ('0')"),
+        (None, "1.5", "HPSEARCH_GRACE_PERIOD ('1.5')"),
+        ("10", "10", "HPSEARCH_GRACE_PERIOD (10) must be > HPSEARCH_HEARTBEAT_INTERVAL (10)"),
+    ],
+)
+def test_heartbeat_environment_is_validated(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    interval: str | None,
+    grace: str | None,
+    fragment: str,
+) -> None:
+    for name, value in (
+        (storage.ENV_HEARTBEAT_INTERVAL, interval),
+        (storage.ENV_GRACE_PERIOD, grace),
+    ):
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(StorageError) as info:
+        storage.open_storage(f"sqlite:///{tmp_path}/h.db")
+    assert fragment in str(info.value)
+    assert not (tmp_path / "h.db").exists()  # validated before touching the database
+
+
+def test_sqlite_bad_paths(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(StorageError, match=f"directory {missing} does not exist"):
+        storage.open_storage(f"sqlite:///{missing}/x.db")
+    with pytest.raises(StorageError, match="does not exist"):
+        storage.check_connection(f"sqlite:///{missing}/x.db")
+    storage.check_connection(f"sqlite:///{tmp_path}/new.db")
+    assert not (tmp_path / "new.db").exists()  # a check creates nothing
+    (tmp_path / "junk.db").write_bytes(b"this is not a database" * 100)
+    for check in (storage.check_connection, storage.open_storage):
+        with pytest.raises(
+            StorageError, match=r"cannot open sqlite:///.*junk\.db: .*not a database"
+        ):
+            check(f"sqlite:///{tmp_path}/junk.db")
+
+
+def test_sqlite_open_reader_and_budget_lock_do_not_block_writers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/w.db"
+    study = optuna.create_study(study_name="w", storage=storage.open_storage(url))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+        except BaseException as e:  # reported by the assertion below
+            errors.append(e)
+
+    # A dashboard mid-read holds a read transaction; without WAL no writer could commit.
+    with sqlite3.connect(tmp_path / "w.db", isolation_level=None) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM trials").fetchone()
+        with storage.budget_lock(url, "w"):
+            writer = threading.Thread(target=write, daemon=True)
+            writer.start()
+            writer.join(timeout=10)
+        reader.execute("COMMIT")
+    assert not writer.is_alive() and not errors
+    assert len(study.trials) == 4
+
+
+DYING_WORKER = """
+    import sys, time, optuna
+    from hpsearch.storage import open_storage
+    study = optuna.load_study(study_name="h", storage=open_storage(sys.argv[1]))
+    study.optimize(lambda trial: time.sleep(600), n_trials=1)
+"""
+
+
+def test_trial_of_a_killed_worker_is_failed_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(storage.ENV_HEARTBEAT_INTERVAL, "1")
+    monkeypatch.setenv(storage.ENV_GRACE_PERIOD, "2")
+    url = f"sqlite:///{tmp_path}/h.db"
+    study = optuna.create_study(study_name="h", storage=storage.open_storage(url))
+    worker = _run(DYING_WORKER, url)
+    try:
+        deadline = time.monotonic() + 30
+        while not study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    time.sleep(2.5)  # the grace period passes without a heartbeat
+    study.optimize(lambda t: 1.0, n_trials=1)
+    first, retry = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL
+    assert retry.state == optuna.trial.TrialState.COMPLETE
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+
+
+READER = """
+    import sqlite3, sys, time, optuna
+    path, url, stop = sys.argv[1:]
+    while True:  # wait for a worker to create the schema, like a dashboard started early
+        try:
+            if sqlite3.connect(path).execute("SELECT count(*) FROM studies").fetchone()[0]:
+                break
+        except sqlite3.OperationalError as e:
+            assert "no such table" in str(e), e
+        time.sleep(0.05)
+    rdb = optuna.storages.RDBStorage(url)  # plain, as optuna-dashboard opens it
+    reads = 0
+    while True:
+        done = __import__("os").path.exists(stop)
+        for name in optuna.get_all_study_names(rdb):
+            optuna.load_study(study_name=name, storage=rdb).get_trials(deepcopy=False)
+            reads += 1
+        if done:
+            break
+    print(reads)
+"""
+
+WORKER = """
+    import sys, optuna
+    from hpsearch.storage import budget_lock, open_storage
+    url, budget = sys.argv[1], int(sys.argv[2])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="c", storage=open_storage(url), load_if_exists=True)
+    mine = 0
+    while True:
+        with budget_lock(url, "c"):
+            if len(study.get_trials(deepcopy=False)) >= budget:
+                break
+            trial = study.ask()
+        study.tell(trial, trial.suggest_float("x", -1, 1) ** 2)
+        mine += 1
+    print(mine)
+"""
+
+
+def test_sqlite_concurrent_workers_and_reader_exact_budget(tmp_path: Path) -> None:
+    path, stop, budget = tmp_path / "c.db", tmp_path / "stop", 120
+    url = f"sqlite:///{path}"
+    env = {**os.environ, storage.ENV_HEARTBEAT_INTERVAL: "1"}
+    reader = _run(READER, str(path), url, str(stop))
+    workers = [_run(WORKER, url, str(budget), env=env) for _ in range(4)]
+    counts = [int(_finish(w)) for w in workers]
+    stop.touch()
+    reads = int(_finish(reader))
+    assert sum(counts) == budget and reads > 0
+    study = optuna.load_study(study_name="c", storage=url)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(study.trials) == len(complete) == budget
+    assert sorted(t.number for t in complete) == list(range(budget))
+
+
+# --- budget lock ----------------------------------------------------------------------------
+
+
+HOLDER = """
+    import sys, time
+    from hpsearch.storage import budget_lock
+    with budget_lock(sys.argv[1], sys.argv[2]):
+        open(sys.argv[3], "w").close()
+        time.sleep(120)
+"""
+
+COUNTER = """
+    import sys, time
+    from hpsearch.storage import budget_lock
+    url, study, counter, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    for _ in range(rounds):
+        with budget_lock(url, study, timeout=30):
+            value = int(open(counter).read())
+            time.sleep(0.003)  # widen the read-modify-write window
+            open(counter, "w").write(str(value + 1))
+"""
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ]
+)
+def lock_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/lock.db"
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture
+def study_name() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def test_budget_lock_excludes_other_processes_and_dies_with_them(
+    lock_url: str, study_name: str, tmp_path: Path
+) -> None:
+    held = tmp_path / "held"
+    holder = _run(HOLDER, lock_url, study_name, str(held))
+    try:
+        deadline = time.monotonic() + 30
+        while not held.exists():
+            assert holder.poll() is None, holder.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        start = time.monotonic()
+        with (
+            pytest.raises(StorageError, match=r"timed out after 0\.3 s") as info,
+            storage.budget_lock(lock_url, study_name, timeout=0.3),
+        ):
+            pass
+        assert 0.25 < time.monotonic() - start < 3
+        assert study_name in str(info.value)
+        with storage.budget_lock(lock_url, study_name + "-other", timeout=1):
+            pass  # other studies are independent
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with storage.budget_lock(lock_url, study_name, timeout=10):
+        pass  # released by the holder's death
+
+
+def test_budget_lock_no_lost_updates(lock_url: str, study_name: str, tmp_path: Path) -> None:
+    counter, rounds = tmp_path / "counter", 15
+    counter.write_text("0")
+    procs = [_run(COUNTER, lock_url, study_name, str(counter), str(rounds)) for _ in range(3)]
+    for proc in procs:
+        _finish(proc)
+    assert int(counter.read_text()) == 3 * rounds
+
+
+def test_budget_lock_in_memory_sqlite_and_odd_study_names(tmp_path: Path) -> None:
+    with (
+        storage.budget_lock("sqlite://", "m"),
+        pytest.raises(StorageError),
+        storage.budget_lock("sqlite://", "m", timeout=0.05),
+    ):
+        pass
+    url = f"sqlite:///{tmp_path}/x.db"
+    for name in ("a/b", "..", "", "ü" * 100):
+        with storage.budget_lock(url, name, timeout=1):
+            pass
+    assert all(p.parent == tmp_path for p in tmp_path.iterdir())
+
+
+# --- servers ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server_url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.mark.parametrize(
+    "server_url",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+    indirect=True,
+)
+def test_open_server_storage(server_url: str, study_name: str) -> None:
+    storage.check_connection(server_url)
+    rdb = storage.open_storage(server_url)
+    assert rdb.engine_kwargs["pool_pre_ping"] is True
+    assert rdb.engine_kwargs["pool_recycle"] > 0
+    assert rdb.engine_kwargs["connect_args"]["connect_timeout"] == 10
+    assert rdb.heartbeat_interval == storage.DEFAULT_HEARTBEAT_INTERVAL
+    study = optuna.create_study(study_name=study_name, storage=rdb)
+    try:
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+        again = optuna.load_study(study_name=study_name, storage=storage.open_storage(server_url))
+        assert len(again.trials) == 2
+    finally:
+        optuna.delete_study(study_name=study_name, storage=rdb)
+    missing = server_url.rsplit("/", 1)[0] + "/hpsearch_no_such_db"
+    with pytest.raises(StorageError, match="hpsearch_no_such_db"):
+        storage.open_storage(missing)
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+def test_unreachable_server_fails_fast_and_masked(scheme: str) -> None:
+    url = f"{scheme}://user:{ENCODED}@127.0.0.1:{_closed_port()}/db"
+    for call in (storage.open_storage, storage.check_connection):
+        start = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            call(url, connect_timeout=2)
+        assert time.monotonic() - start < 5
+        message = str(info.value)
+        assert message.startswith(f"cannot connect to {scheme}+")
+        assert "user:***@127.0.0.1" in message and "\n" not in message
+        assert not _leaks(message)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql"])
+def test_silent_server_times_out(scheme: str, silent_server: int) -> None:
+    start = time.monotonic()
+    with pytest.raises(StorageError, match="cannot connect to"):
+        storage.open_storage(
+            f"{scheme}://u:{ENCODED}@127.0.0.1:{silent_server}/db", connect_timeout=2
+        )
+    assert 1.5 < time.monotonic() - start < 6
