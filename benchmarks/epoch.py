@@ -7,6 +7,8 @@
 
 An "epoch" is one pass over the training split plus the validation pass, for both
 implementations. The first epoch is a warm-up; the median of the following ones is reported.
+Epochs alternate between the two implementations, so that both see the same machine load;
+CPU seconds are printed next to wall seconds because a shared machine inflates the latter.
 
 The reference is written here in the seed report's style: a DataLoader-like random shuffle,
 ``pad_sequence`` + ``pack_padded_sequence`` on every batch, the L2 penalty as an autograd term
@@ -16,9 +18,12 @@ summed over all parameters, ``clip_grad_norm_`` and torch's default ``Adam``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -49,7 +54,7 @@ class ReferenceRNN(nn.Module):
         super().__init__()
         if embeddings is not None:
             self.embedding = nn.Embedding.from_pretrained(
-                embeddings, freeze=cfg.freeze_embeddings, padding_idx=PAD
+                embeddings.clone(), freeze=cfg.freeze_embeddings, padding_idx=PAD
             )
         else:
             self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD)
@@ -84,16 +89,29 @@ def _rows(split: Split) -> list[Tensor]:
     return [split.tokens[i, : int(n)] for i, n in enumerate(split.lengths)]
 
 
-def reference_train(
-    cfg: TrainConfig, dataset: Dataset, epochs: int, embeddings: Tensor | None
-) -> list[EpochStats]:
+@dataclass(frozen=True)
+class Timed:
+    stats: EpochStats  # stats.seconds: wall-clock seconds of the epoch
+    cpu: float  # CPU seconds of the epoch: unlike the wall clock, not inflated by waiting
+
+
+def reference_epochs(
+    cfg: TrainConfig, dataset: Dataset, embeddings: Tensor | None
+) -> Iterator[Timed]:
+    """The reference training, one epoch per ``next``.
+
+    It keeps its own global-RNG state between epochs, so that interleaving it with hpsearch's
+    epochs changes neither run's dropout masks.
+    """
+    caller_state = torch.get_rng_state()
     torch.manual_seed(cfg.seed)
     model = ReferenceRNN(cfg, len(dataset.vocab), embeddings)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train_rows, valid_rows = _rows(dataset.train), _rows(dataset.valid)
-    history = []
-    for epoch in range(1, epochs + 1):
-        started = time.perf_counter()
+    own_state = torch.get_rng_state()
+    for epoch in itertools.count(1):
+        torch.set_rng_state(own_state)
+        started, cpu_started = time.perf_counter(), time.process_time()
         model.train()
         total, correct = 0.0, 0
         for idx in torch.randperm(len(train_rows)).split(cfg.batch_size):
@@ -106,7 +124,7 @@ def reference_train(
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
             optimizer.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == labels).sum())
         model.eval()
         valid_loss, valid_correct = 0.0, 0
@@ -118,27 +136,50 @@ def reference_train(
                 valid_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
                 valid_correct += int((logits.argmax(1) == labels).sum())
         n_train, n_valid = len(train_rows), len(valid_rows)
-        history.append(
-            EpochStats(
-                epoch=epoch,
-                train_loss=total / n_train,
-                train_acc=correct / n_train,
-                valid_loss=valid_loss / n_valid,
-                valid_acc=valid_correct / n_valid,
-                seconds=time.perf_counter() - started,
-            )
+        stats = EpochStats(
+            epoch=epoch,
+            train_loss=total / n_train,
+            train_acc=correct / n_train,
+            valid_loss=valid_loss / n_valid,
+            valid_acc=valid_correct / n_valid,
+            seconds=time.perf_counter() - started,
         )
-    return history
+        timed = Timed(stats, time.process_time() - cpu_started)
+        own_state = torch.get_rng_state()
+        torch.set_rng_state(caller_state)
+        yield timed
+        caller_state = torch.get_rng_state()
 
 
-def summary(name: str, history: list[EpochStats]) -> float:
-    timed = [s.seconds for s in history[1:]] or [history[0].seconds]
-    median = statistics.median(timed)
+class Interleaved:
+    """``on_epoch`` callback for hpsearch's ``train``: records hpsearch's epoch, then runs one
+    reference epoch, so that both implementations see the same load on a shared machine."""
+
+    def __init__(self, reference: Iterator[Timed] | None) -> None:
+        self.ours: list[Timed] = []
+        self.reference: list[Timed] = []
+        self._reference_epochs = reference
+        self._mark = time.process_time()
+
+    def __call__(self, stats: EpochStats) -> None:
+        self.ours.append(Timed(stats, time.process_time() - self._mark))
+        if self._reference_epochs is not None:
+            self.reference.append(next(self._reference_epochs))
+        self._mark = time.process_time()
+
+
+def summary(name: str, epochs: list[Timed]) -> float:
+    """Print the medians after the warm-up epoch; return the median wall seconds."""
+    timed = epochs[1:] or epochs
+    wall = [t.stats.seconds for t in timed]
+    median = statistics.median(wall)
+    history = [t.stats for t in epochs]
     best = max(history, key=lambda s: s.valid_acc)
     print(
-        f"{name:>10}: median {median:.3f} s/epoch over {len(timed)} epochs "
-        f"(min {min(timed):.3f}, max {max(timed):.3f}); valid_acc last "
-        f"{history[-1].valid_acc:.4f}, best {best.valid_acc:.4f} at epoch {best.epoch}"
+        f"{name:>10}: median {median:.3f} s/epoch wall (min {min(wall):.3f}), "
+        f"{statistics.median(t.cpu for t in timed):.3f} s CPU, over {len(timed)} epochs; "
+        f"valid_acc last {history[-1].valid_acc:.4f}, best {best.valid_acc:.4f} "
+        f"at epoch {best.epoch}"
     )
     return median
 
@@ -169,10 +210,13 @@ def main(argv: list[str] | None = None) -> int:
         f"config {args.config}, {args.threads} thread(s), torch {torch.__version__}, "
         f"{len(dataset.train)} train / {len(dataset.valid)} valid, vocab {len(dataset.vocab)}"
     )
-    ours = summary("hpsearch", train(cfg, dataset, embeddings=embeddings).history)
-    if not args.no_reference:
-        reference = summary("reference", reference_train(cfg, dataset, args.epochs, embeddings))
-        print(f"     ratio: {ours / reference:.2f} (hpsearch / reference)")
+    reference = None if args.no_reference else reference_epochs(cfg, dataset, embeddings)
+    timings = Interleaved(reference)
+    train(cfg, dataset, embeddings=embeddings, on_epoch=timings)
+    ours = summary("hpsearch", timings.ours)
+    if timings.reference:
+        theirs = summary("reference", timings.reference)
+        print(f"     ratio: {ours / theirs:.2f} (hpsearch / reference, median wall)")
     return 0
 
 

@@ -109,6 +109,17 @@ def _root(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    if not (verbose or debug):
+        # A failed trial's error is logged in one line and kept in its `error` attribute;
+        # its traceback (one per diverged or interrupted trial) would flood `run`'s console.
+        for handler in logging.getLogger("optuna").handlers:
+            handler.addFilter(_without_traceback)
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    record.exc_info = None
+    record.exc_text = None
+    return True
 
 
 @command("data")
@@ -145,7 +156,8 @@ def train_cmd(
 
     Example: hpsearch train --config best.json --test --set epochs=20
     """
-    from hpsearch import config as config_mod, display
+    from hpsearch import config as config_mod
+    from hpsearch import display
     from hpsearch.train import TrainingDiverged
 
     cfg = config_mod.load(config_file, overrides or [])
@@ -164,7 +176,8 @@ def studies_cmd(storage: StorageOpt = None, studies_dir: StudiesDirOpt = None) -
 
     Example: hpsearch studies --storage sqlite:///hpsearch.db
     """
-    from hpsearch import export, storage as storage_mod
+    from hpsearch import export
+    from hpsearch import storage as storage_mod
 
     url = storage_mod.resolve_url(storage)
     console.print(export.render_studies(export.study_rows(url, studies_dir)))
@@ -191,16 +204,14 @@ def run_cmd(
 
     Example: hpsearch run --study regularization --workers 4 --trials 40
     """
-    from hpsearch import launcher, storage as storage_mod, studyfile
+    from hpsearch import launcher, objective, studyfile
+    from hpsearch import storage as storage_mod
     from hpsearch.data import ensure_data
 
     spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
     url = storage_mod.resolve_url(storage)
     ensure_data(data_dir)  # download once here, not in N workers at the same time
-    err_console.print(
-        f"study {spec.name}: {spec.trials} trials, {workers} workers, "
-        f"storage {storage_mod.mask_url(url)}"
-    )
+    objective.check_inputs(spec)  # before the study exists: a bad file writes nothing
     result = launcher.run_study(
         spec, url, workers=workers, data_dir=data_dir, force=force, console=err_console
     )
@@ -243,10 +254,12 @@ def worker_cmd(
 
     Example: HPSEARCH_STORAGE=postgresql+psycopg://hp:pw@db/hp hpsearch worker -s regularization
     """
-    from hpsearch import storage as storage_mod, studyfile, workers
+    from hpsearch import objective, studyfile, workers
+    from hpsearch import storage as storage_mod
 
     spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
     url = storage_mod.resolve_url(storage)
+    objective.check_inputs(spec)
     name = worker_id or f"{os.uname().nodename}-{os.getpid()}"
     # SIGTERM (docker stop, kill) takes the same path as Ctrl-C: Optuna marks the running
     # trial FAIL before the process exits, so no trial is left RUNNING.
@@ -268,6 +281,8 @@ def worker_cmd(
         err_console.print(f"{name}: interrupted")
         raise typer.Exit(130) from None
     err_console.print(f"{name}: {summary.trials_run} trials run; {summary.reason}")
+    if not summary.ok:
+        raise typer.Exit(1)
 
 
 @command("export")
@@ -285,7 +300,8 @@ def export_cmd(
 
     Example: hpsearch export --study regularization -o best.json && hpsearch train -c best.json
     """
-    from hpsearch import export, storage as storage_mod
+    from hpsearch import export
+    from hpsearch import storage as storage_mod
 
     url = storage_mod.resolve_url(storage)
     if fmt is Format.csv:
@@ -310,7 +326,8 @@ def best_cmd(
 
     Example: hpsearch best --study regularization
     """
-    from hpsearch import export, storage as storage_mod
+    from hpsearch import export
+    from hpsearch import storage as storage_mod
 
     url = storage_mod.resolve_url(storage)
     console.print(export.render_best(export.best_export(study, url)))
@@ -327,11 +344,66 @@ def evaluate_cmd(
 
     Example: hpsearch evaluate --study regularization --seeds 3
     """
-    from hpsearch import evaluate, storage as storage_mod
+    from hpsearch import evaluate
+    from hpsearch import storage as storage_mod
 
     url = storage_mod.resolve_url(storage)
-    result = evaluate.evaluate_study(study, url, seeds=seeds, data_dir=data_dir)
+    result = evaluate.evaluate_study(
+        study,
+        url,
+        seeds=seeds,
+        data_dir=data_dir,
+        on_result=lambda run: err_console.print(
+            f"seed {run.seed}: valid {run.valid_acc:.4f}, test {run.test_acc:.4f}"
+        ),
+    )
     console.print(evaluate.render(result))
+
+
+@command("report")
+def report_cmd(
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Directory (default: reports/STUDY).")
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write plots (PNG + one offline HTML page): history, importances, pairwise heatmaps,
+    parallel coordinates, learning curves.
+
+    Example: hpsearch report --study regularization -o reports/regularization
+    """
+    from hpsearch import report
+    from hpsearch import storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    out_dir = output or Path("reports") / study
+    paths = report.write_report(study, url, out_dir)
+    err_console.print(f"wrote {len(paths)} files to {out_dir} (open {out_dir / 'index.html'})")
+
+
+@command("compare")
+def compare_cmd(
+    studies: Annotated[list[str], typer.Argument(help="Study names in the database.")],
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Retraining runs per study.")] = 3,
+    evaluate: Annotated[
+        bool,
+        typer.Option("--evaluate/--no-evaluate", help="Retrain the best configurations on test."),
+    ] = True,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """One table across studies: best validation accuracy, test accuracy (mean +- std over
+    seeds, via evaluate), trials and epochs spent.
+
+    Example: hpsearch compare regularization architecture best --seeds 3
+    """
+    from hpsearch import report
+    from hpsearch import storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    rows = report.compare(studies, url, seeds=seeds, evaluate=evaluate, data_dir=data_dir)
+    console.print(report.render_compare(rows))
 
 
 @command("dashboard")
@@ -344,7 +416,8 @@ def dashboard_cmd(
 
     Example: hpsearch dashboard --port 8080   (then open http://127.0.0.1:8080)
     """
-    from hpsearch import dashboard, storage as storage_mod
+    from hpsearch import dashboard
+    from hpsearch import storage as storage_mod
 
     dashboard.serve(storage_mod.resolve_url(storage), host=host, port=port)
 

@@ -7,6 +7,7 @@ that N workers never oversubscribe the CPU, and one GPU (round-robin) when there
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,11 +24,12 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from hpsearch import display
 from hpsearch import storage as storage_mod
 from hpsearch.studyfile import StudySpec
-from hpsearch.workers import Counts, count_trials, open_study
+from hpsearch.workers import DB_DOWN, Counts, count_trials, open_study
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -164,6 +166,11 @@ def run_study(
     """
     console = console or Console(stderr=True)
     study = open_study(spec, url, force=force, heartbeat=False)
+    console.print(
+        f"study {spec.name}: {spec.trials} trials, {workers} workers, "
+        f"storage {storage_mod.mask_url(url)}",
+        soft_wrap=True,
+    )
     started = time.time()
     deadline = started + spec.timeout if spec.timeout else None
     interrupted = threading.Event()
@@ -178,21 +185,27 @@ def run_study(
         workers=workers,
         data_dir=data_dir,
         deadline=deadline,
-        on_line=lambda name, line: console.print(f"[dim]{name}[/dim] {line}", markup=True),
+        # Escaped: a worker's "[...]" must not be read as markup (a stray "[/x]" raises).
+        on_line=lambda name, line: console.print(
+            f"[dim]{escape(name)}[/dim] {escape(line)}", soft_wrap=True
+        ),
     )
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
                 alive = sum(p.poll() is None for p in launch.processes)
-                live.update(
-                    display.status(
-                        study,
-                        count_trials(study),
-                        budget=spec.trials,
-                        started=started,
-                        workers_alive=alive,
+                # The database may be away for a while: the workers retry (and report it),
+                # and the view catches up afterwards.
+                with contextlib.suppress(*DB_DOWN):
+                    live.update(
+                        display.status(
+                            study,
+                            count_trials(study),
+                            budget=spec.trials,
+                            started=started,
+                            workers_alive=alive,
+                        )
                     )
-                )
                 if alive == 0 or interrupted.wait(refresh):
                     break
             if interrupted.is_set():
@@ -202,20 +215,29 @@ def run_study(
         stop_workers(launch)
         for s, handler in previous.items():
             signal.signal(s, handler)
-    orphans = fail_orphans(study, launch.names)
-    best = display.best_trial(study)
+    try:
+        orphans = fail_orphans(study, launch.names)
+        best = display.best_trial(study)
+        counts = count_trials(study)
+        summary = display.summary(study)
+    except DB_DOWN as exc:
+        raise storage_mod.DatabaseUnavailable(
+            f"study {spec.name}: cannot read the results from {storage_mod.mask_url(url)}: "
+            f"{storage_mod.error_reason(url, exc)}"
+        ) from None
     result = RunResult(
         study_name=spec.name,
-        counts=count_trials(study),
+        counts=counts,
         exit_codes=[p.returncode for p in launch.processes],
         interrupted=interrupted.is_set(),
         orphans_failed=orphans,
         best_value=best.value if best else None,
         best_params=dict(best.params) if best else {},
     )
-    console.print(display.summary(study))
+    console.print(summary)
     for name, proc in zip(launch.names, launch.processes, strict=True):
         if proc.returncode not in (0, None) and not result.interrupted:
-            tail = launch.stderr_tails[name][-1:] or ["(no output)"]
-            console.print(f"[red]{name} exited with {proc.returncode}[/red]: {tail[0]}")
+            tail = escape((launch.stderr_tails[name][-1:] or ["(no output)"])[0])
+            message = f"[red]{name} exited with {proc.returncode}[/red]: {tail}"
+            console.print(message, soft_wrap=True)
     return result

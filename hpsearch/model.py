@@ -5,7 +5,6 @@ embedding -> dropout -> RNN/GRU/LSTM -> sentence embedding (pooling) -> dropout 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +51,11 @@ class RNNClassifier(nn.Module):
                     f"embeddings matrix has shape {tuple(embeddings.shape)}, expected "
                     f"({vocab_size}, {cfg.embedding_dim}) (vocabulary x embedding_dim)"
                 )
+            # A copy: from_pretrained would train the caller's matrix in place otherwise.
             self.embedding = nn.Embedding.from_pretrained(
-                embeddings.float(), freeze=cfg.freeze_embeddings, padding_idx=PAD
+                embeddings.to(torch.float32, copy=True),
+                freeze=cfg.freeze_embeddings,
+                padding_idx=PAD,
             )
         else:
             self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD)
@@ -70,10 +72,7 @@ class RNNClassifier(nn.Module):
         )
         width = cfg.hidden_dim * self.directions
         if cfg.pooling == "attention":
-            # One learned query attends over the outputs: a weighted mean whose weights the
-            # model learns, with pads masked out of the softmax.
-            self.query = nn.Parameter(torch.randn(1, 1, width) / math.sqrt(width))
-            self.attention = nn.MultiheadAttention(width, cfg.attention_heads, batch_first=True)
+            self.attention = AttentionPooling(width, cfg.attention_heads)
         layers: list[nn.Module] = []
         for _ in range(cfg.head_layers):
             layers.append(nn.Linear(width, cfg.head_hidden_dim))
@@ -133,11 +132,38 @@ class RNNClassifier(nn.Module):
             return summed / lengths.unsqueeze(1).to(outputs.dtype)
         if self.pooling == "max":
             return outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
-        query = self.query.expand(outputs.shape[0], -1, -1)
-        pooled, _ = self.attention(
-            query, outputs, outputs, key_padding_mask=~mask, need_weights=False
-        )
-        return pooled.squeeze(1)
+        return self.attention(outputs, mask)
+
+
+class AttentionPooling(nn.Module):
+    """Multi-head attention of one learned query per head over the RNN outputs, pads masked.
+
+    The same function as ``nn.MultiheadAttention`` with a fixed (learned) query, computed
+    without projecting every position to keys and values, which cost a third of a BiLSTM
+    epoch: for one query, q . (W_k x + b_k) = (W_k^T q) . x + const, and the constant cancels
+    in the softmax, so each head scores positions with one learned vector u_h; and since the
+    weights sum to one, sum_i a_i (W_v x_i + b_v) = W_v (sum_i a_i x_i) + b_v, so each head
+    projects a single pooled vector. Heads are concatenated and mixed by ``out``, as in
+    ``nn.MultiheadAttention`` (tests/test_model.py checks the equivalence).
+    """
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.scores = nn.Linear(width, heads, bias=False)  # row h: u_h
+        self.value_weight = nn.Parameter(torch.empty(heads, width, width // heads))
+        self.value_bias = nn.Parameter(torch.zeros(width))
+        self.out = nn.Linear(width, width)
+        for head in self.value_weight:  # as nn.MultiheadAttention initialises its projections
+            nn.init.xavier_uniform_(head)
+
+    def forward(self, outputs: Tensor, mask: Tensor) -> Tensor:
+        """outputs [B, T, width], mask [B, T] (True on real tokens) -> [B, width]."""
+        scores = self.scores(outputs).masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        weights = torch.softmax(scores, dim=1)  # [B, T, heads], over the positions
+        pooled = torch.einsum("bth,btw->bhw", weights, outputs)  # per head: [B, heads, width]
+        values = torch.einsum("bhw,hwd->bhd", pooled, self.value_weight)
+        return self.out(values.flatten(1) + self.value_bias)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 
+from hpsearch.errors import ConfigError
 from hpsearch.studyfile import StudySpec
 from hpsearch.train import EpochStats, TrainingDiverged, train_from_config
 
@@ -35,14 +36,19 @@ class Objective:
         self.host = socket.gethostname()
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("host", self.host)
+        trial.set_user_attr("worker", self.worker)
         params = self.spec.suggest(trial)
-        cfg = self.spec.build_config(params)
+        try:
+            cfg = self.spec.build_config(params)
+        except ConfigError as exc:
+            # Sampled params that conflict (each valid alone): say why, as for any failure.
+            trial.set_user_attr("error", str(exc))
+            raise
         # The complete configuration is recorded first, so that every trial (even one that
         # dies) can be retrained exactly: `hpsearch export` writes this, `train` reads it.
         trial.set_user_attr("config", cfg.to_dict())
         trial.set_user_attr("seed", cfg.seed)
-        trial.set_user_attr("host", self.host)
-        trial.set_user_attr("worker", self.worker)
         if self.threads is not None:
             cfg = cfg.replace(threads=self.threads)
         epochs_run = 0
@@ -77,3 +83,33 @@ class Objective:
         trial.set_user_attr("seconds", round(result.seconds, 3))
         trial.set_user_attr("num_parameters", result.num_parameters)
         return float(result.best_valid_acc)
+
+
+def check_inputs(spec: StudySpec) -> None:
+    """Load the pretrained vectors that the study's trials will use; raise EmbeddingsError.
+
+    Run before the study is created, so that a missing or corrupt vectors file is one error
+    with nothing written to the database, not a failed trial per trial. The vectors stay
+    cached in this process, so a worker's trials do not load them again.
+    """
+    values = [spec.config.get("embeddings")]
+    searched = spec.space.get("embeddings")
+    if searched is not None and searched.choices is not None:
+        values += searched.choices
+    names = sorted({str(value) for value in values if value is not None})
+    if not names:
+        return
+    from hpsearch.config import TrainConfig
+    from hpsearch.data import SPECIALS, Vocab
+    from hpsearch.embeddings import build_embedding_matrix
+    from hpsearch.errors import EmbeddingsError
+
+    vocab = Vocab(itos=list(SPECIALS), stoi={word: i for i, word in enumerate(SPECIALS)})
+    dim = spec.config.get("embedding_dim", TrainConfig.embedding_dim)
+    for name in names:
+        try:
+            build_embedding_matrix(vocab, TrainConfig(embeddings=name, embedding_dim=dim))
+        except EmbeddingsError as exc:
+            # A searched embedding_dim is checked per trial: only some values may mismatch.
+            if not ("embedding_dim" in spec.space and str(exc).startswith("embedding_dim (")):
+                raise

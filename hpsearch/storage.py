@@ -69,6 +69,37 @@ _USERINFO = re.compile(r"^(?P<head>[^:/?#@]*://[^:/?#@]*:)(?P<password>.*)@")
 _DB_ERRORS = (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, sqlite3.Error)
 
 _logger = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(StorageError):
+    """The database refused a connection or failed mid-query; it may come back."""
+
+
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's storage with a heartbeat that survives a lost connection.
+
+    Optuna beats from a thread that dies at its first exception; the trial then looks dead
+    and another worker fails it and runs it again while this one is still training it.
+    """
+
+    _beat_failing = False
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except _DB_ERRORS as exc:
+            if not self._beat_failing:  # once per outage, not once a second
+                url = str(self.url)
+                _logger.warning(
+                    "heartbeat of trial %d not recorded, retrying: %s",
+                    trial_id,
+                    error_reason(url, exc),
+                )
+            self._beat_failing = True
+        else:
+            self._beat_failing = False
+
+
 _memory_locks: dict[tuple[str, str], threading.Lock] = {}
 _memory_locks_guard = threading.Lock()
 
@@ -176,7 +207,7 @@ def open_storage(
                             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
                         ),
                     }
-                storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **extra)
+                storage = _RDBStorage(url, engine_kwargs=engine_kwargs, **extra)
     except _DB_ERRORS as e:
         raise _failure(url, e) from None
     except ImportError as e:
@@ -464,6 +495,8 @@ def _connect_args(
             # Notice a vanished server within ~90 s instead of the OS's two hours.
             args |= {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10}
             args |= {"keepalives_count": 6}
+            # Names hpsearch's sessions in pg_stat_activity (to watch them, or end them).
+            args |= {"application_name": "hpsearch"}
         elif io_timeout is not None:
             args |= {"read_timeout": math.ceil(io_timeout), "write_timeout": math.ceil(io_timeout)}
     return {k: v for k, v in args.items() if k not in parsed.query}
@@ -484,22 +517,36 @@ def _env_seconds(name: str) -> int | None:
     return seconds
 
 
+def error_reason(url: str, error: BaseException) -> str:
+    """The first line of a driver's error, without the password, for a one-line message.
+
+    Optuna wraps driver errors in a StorageInternalError about "invalid data in the
+    commit", and SQLAlchemy in its own class: the driver's own words say what happened.
+    """
+    cause: BaseException = error
+    while True:
+        if isinstance(cause, sa_exc.DBAPIError) and cause.orig is not None:
+            cause = cause.orig
+        elif isinstance(cause, optuna.exceptions.StorageInternalError) and cause.__cause__:
+            cause = cause.__cause__
+        else:
+            break
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return scrub(" ".join(lines[0].split()) if lines else type(cause).__name__, url)
+
+
 def _failure(url: str, error: BaseException) -> StorageError:
     """A one-line, password-free StorageError for a driver or SQLAlchemy error."""
-    cause: BaseException = error
-    if isinstance(error, sa_exc.DBAPIError) and error.orig is not None:
-        cause = error.orig
-    elif isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__:
-        cause = error.__cause__
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    reason = scrub(" ".join(lines[0].split()) if lines else type(cause).__name__, url)
     verb = "open" if url.startswith("sqlite") else "connect to"
-    return StorageError(f"cannot {verb} {mask_url(url)}: {reason}")
+    return DatabaseUnavailable(f"cannot {verb} {mask_url(url)}: {error_reason(url, error)}")
 
 
 def _missing_driver(url: str, error: ImportError) -> StorageError:
-    extra = "postgres" if url.startswith("postgresql") else "mysql"
+    backend, _, driver = url.split("://", 1)[0].partition("+")
+    default = _DRIVERS[backend][0]
+    install = f"pip install 'hpsearch[{'postgres' if backend == 'postgresql' else 'mysql'}]'"
+    if driver != default:
+        install = f"install it, or use {backend}:// for the default driver ({install})"
     return StorageError(
-        f"{mask_url(url)}: database driver not installed ({error.name or error}); "
-        f"install it with: pip install 'hpsearch[{extra}]'"
+        f"{mask_url(url)}: database driver not installed ({error.name or error}); {install}"
     )

@@ -247,6 +247,10 @@ def train(
         if on_epoch is not None:
             on_epoch(stats)  # may raise (optuna.TrialPruned): it propagates as is
 
+    # Hand back an ordinary module: dense gradients again, no buffers held.
+    model.embedding.sparse = False
+    for p in params:
+        p.grad = None
     return TrainResult(
         history=history,
         best_valid_acc=best_acc,

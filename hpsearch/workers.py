@@ -13,6 +13,7 @@ all claimed waits for the running trials instead of leaving.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -34,6 +35,31 @@ log = logging.getLogger(__name__)
 SPEC_ATTR = "hpsearch_spec"
 POLL_SECONDS = 1.0  # how often an idle worker re-checks running trials that may still fail
 DB_RETRY_SECONDS = 60.0  # how long a worker keeps retrying a lost database before giving up
+ENV_DB_RETRY_SECONDS = "HPSEARCH_DB_RETRY_SECONDS"
+# A database that went away (restart, killed connection, network): Optuna wraps the driver's
+# error in StorageInternalError; the budget lock raises DatabaseUnavailable.
+DB_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    optuna.exceptions.StorageInternalError,
+    storage_mod.DatabaseUnavailable,
+)
+
+
+def db_retry_seconds() -> float:
+    """How long a worker retries a lost database: $HPSEARCH_DB_RETRY_SECONDS or the default."""
+    value = os.environ.get(ENV_DB_RETRY_SECONDS, "").strip()
+    if not value:
+        return DB_RETRY_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also rejects nan
+        raise StorageError(
+            f"environment: {ENV_DB_RETRY_SECONDS} ({value!r}) must be a number of seconds >= 0"
+        )
+    return seconds
 
 
 @dataclass
@@ -121,6 +147,7 @@ class WorkerSummary:
     worker: str
     trials_run: int = 0
     reason: str = ""
+    ok: bool = True  # False when it stopped because trials kept failing
 
 
 @contextmanager
@@ -161,6 +188,7 @@ def work(
     objective = Objective(spec, worker=worker, data_dir=data_dir, threads=threads)
     summary = WorkerSummary(worker)
     max_failed = max(spec.trials, 3)  # a study whose every trial crashes must still end
+    retry_seconds = db_retry_seconds()
     db_down_since: float | None = None
     while True:
         if deadline is not None and time.time() >= deadline:
@@ -178,7 +206,7 @@ def work(
                     return summary
                 if counts.failed >= max_failed:
                     summary.reason = f"stopped after {counts.failed} failed trials"
-                    log.warning("%s: %s", worker, summary.reason)
+                    summary.ok = False
                     return summary
                 if counts.done + counts.running >= spec.trials:
                     release()
@@ -192,17 +220,30 @@ def work(
 
                 study.optimize(objective_releasing, n_trials=1, catch=(Exception,))
                 summary.trials_run += 1
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
+            # Our heartbeats lapsed (a database outage longer than the grace period) and another
+            # worker failed this trial and queued it again; Optuna then refuses to record our
+            # result ("Cannot tell a FAIL trial"), which must not count twice anyway.
+            if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a "):
+                raise
+            log.warning("%s: %s: another worker failed it (no heartbeat); carrying on", worker, exc)
+        except DB_DOWN as exc:
             # The database went away (restart, killed connection). pool_pre_ping reconnects on
             # the next checkout; the trial in flight, if any, is failed by its heartbeat and
             # retried. Keep trying for a bounded time, then stop with one clear message.
-            now = time.time()
-            db_down_since = db_down_since or now
-            if now - db_down_since > DB_RETRY_SECONDS:
+            now = time.monotonic()
+            reason = storage_mod.error_reason(url, exc)
+            if db_down_since is None:
+                db_down_since = now
+                log.warning(
+                    "%s: database unavailable, retrying for up to %g s: %s",
+                    worker,
+                    retry_seconds,
+                    reason,
+                )
+            elif now - db_down_since >= retry_seconds:
                 raise StorageError(
                     f"{worker}: lost the database {storage_mod.mask_url(url)} for over "
-                    f"{DB_RETRY_SECONDS:.0f} s; giving up: "
-                    f"{storage_mod.scrub(str(exc).splitlines()[0], url)}"
+                    f"{retry_seconds:g} s; giving up: {reason}"
                 ) from None
-            log.warning("%s: database unavailable, retrying in 2 s", worker)
-            time.sleep(2.0)
+            time.sleep(min(2.0, retry_seconds))

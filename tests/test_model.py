@@ -11,7 +11,13 @@ from hpsearch.batching import Batch, make_batch
 from hpsearch.config import TrainConfig
 from hpsearch.data import PAD, Dataset, Split, Vocab
 from hpsearch.errors import ConfigError
-from hpsearch.model import RNNClassifier, count_parameters, load_checkpoint, save_checkpoint
+from hpsearch.model import (
+    AttentionPooling,
+    RNNClassifier,
+    count_parameters,
+    load_checkpoint,
+    save_checkpoint,
+)
 from hpsearch.train import train
 
 VOCAB = 20
@@ -108,6 +114,33 @@ def test_packed_and_padded_agree_without_padding(
     torch.testing.assert_close(packed(batch), padded(batch), rtol=1e-5, atol=1e-6)
 
 
+def test_attention_pooling_equals_multihead_attention_with_a_learned_query() -> None:
+    torch.manual_seed(0)
+    width, heads, d = 8, 2, 4
+    mha = nn.MultiheadAttention(width, heads, batch_first=True)
+    with torch.no_grad():  # nonzero biases, so that the test covers them
+        mha.in_proj_bias.normal_()
+        mha.out_proj.bias.normal_()
+    query = torch.randn(width)
+    pooling = AttentionPooling(width, heads)
+    w_q, w_k, w_v = mha.in_proj_weight.split(width)
+    b_q, _, b_v = mha.in_proj_bias.split(width)
+    q = (w_q @ query + b_q).view(heads, d)
+    with torch.no_grad():
+        for h in range(heads):
+            rows = slice(h * d, (h + 1) * d)
+            pooling.scores.weight[h] = w_k[rows].t() @ q[h] / d**0.5
+            pooling.value_weight[h] = w_v[rows].t()
+        pooling.value_bias.copy_(b_v)
+        pooling.out.load_state_dict(mha.out_proj.state_dict())
+
+    outputs = torch.randn(3, 5, width)
+    lengths = torch.tensor([5, 2, 3])
+    mask = torch.arange(5) < lengths[:, None]
+    expected, _ = mha(query.expand(3, 1, width), outputs, outputs, key_padding_mask=~mask)
+    torch.testing.assert_close(pooling(outputs, mask), expected[:, 0])
+
+
 def test_fc_head_with_batchnorm() -> None:
     cfg = tiny_cfg(head_layers=2, head_hidden_dim=7, head_batchnorm=True, head_dropout=0.1)
     model = model_for(cfg)
@@ -134,6 +167,7 @@ def test_pretrained_embeddings_are_copied_and_checked() -> None:
     matrix[PAD] = 0
     model = RNNClassifier(tiny_cfg(freeze_embeddings=True), VOCAB, CLASSES, matrix)
     assert torch.equal(model.embedding.weight, matrix)
+    assert model.embedding.weight.data_ptr() != matrix.data_ptr()  # training must not alter it
     assert not model.embedding.weight.requires_grad
     assert model.embedding.padding_idx == PAD
     with pytest.raises(ValueError, match=r"\(20, 8\)"):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -26,7 +28,7 @@ DISTRIBUTIONS = {
 
 def synthetic_trial(rng: random.Random, number: int, epochs: int = 10) -> optuna.trial.FrozenTrial:
     """Accuracy peaks at lr 1e-3, falls with dropout; adam is best; bigger is a bit better."""
-    params = {
+    params: dict[str, Any] = {
         "lr": 10 ** rng.uniform(-5, -1),
         "dropout": rng.uniform(0.0, 0.5),
         "optimizer": rng.choice(["sgd", "adam", "rmsprop"]),
@@ -90,7 +92,7 @@ def test_write_report_writes_every_file(tmp_path: Path, url: str) -> None:
     for stem in stems:
         data = (out / f"{stem}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        assert len(data) > 20_000, stem  # a real plot, not an empty canvas
+        assert len(data) > 20_000, stem  # a real plot: empty axes make ~11 KB
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "synthetic" in page
     assert "Plotly.newPlot" in page and "plotly.js v" in page  # plotly.js embedded: offline
@@ -103,6 +105,10 @@ def test_write_report_writes_every_file(tmp_path: Path, url: str) -> None:
     assert summary["best"]["trial"] == best.number
     assert summary["best"]["value"] == pytest.approx(best.value)
     assert set(summary["importances"]) == set(DISTRIBUTIONS)
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in paths}
+    assert modes == dict.fromkeys(modes, oct(0o666 & ~umask))  # summary.json not private
 
 
 def test_report_with_one_complete_trial_skips_importances(tmp_path: Path, url: str) -> None:
@@ -133,7 +139,7 @@ def test_aggregate_mean_per_cell() -> None:
     drop = report.make_axis("dropout", FloatDistribution(0.0, 0.5), [0.0, 0.5])
     assert opt.labels == ("sgd", "adam")  # choice order, unseen rmsprop left out
     assert drop.labels == ("0", "0.5")  # two values seen: one cell each
-    points = [
+    points: list[tuple[dict[str, Any], float]] = [
         ({"opt": "sgd", "dropout": 0.0}, 0.6),
         ({"opt": "sgd", "dropout": 0.0}, 0.8),
         ({"opt": "adam", "dropout": 0.0}, 0.9),
@@ -156,7 +162,8 @@ def test_log_param_is_binned_in_log_space() -> None:
     assert axis.edges == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
     assert axis.labels == ("1e-5–1e-4", "1e-4–0.001", "0.001–0.01", "0.01–0.1")
     assert [axis.cell(v) for v in observed] == [0, 0, 1, 2, 2, 3, 3]
-    linear = report.make_axis("dropout", FloatDistribution(0.0, 0.5), np.linspace(0, 0.5, 11))
+    grid = np.linspace(0, 0.5, 11).tolist()
+    linear = report.make_axis("dropout", FloatDistribution(0.0, 0.5), grid)
     assert linear.edges == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
 
 
@@ -207,3 +214,34 @@ def test_compare_unknown_study_fails_before_any_work(url: str) -> None:
     make_study(url, "a", 3)
     with pytest.raises(StudyError, match="no study 'b'"):
         report.compare(["a", "b"], url)
+
+
+def test_compare_retrains_when_the_stored_evaluation_is_stale(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch import evaluate
+
+    study = make_study(url, "a", 8)
+    best = export.best_complete_trial(study)
+    stale = {"trial": best.number + 1, "seeds": [0, 1, 2], "valid": {}, "test": {}}
+    study.set_user_attr(export.EVALUATION_ATTR, stale)
+    calls = []
+
+    class FakeEvaluation:
+        def to_dict(self) -> dict[str, object]:
+            return {
+                "trial": best.number,
+                "seeds": [0, 1],
+                "valid": {"mean": 0.8, "std": 0.0},
+                "test": {"mean": 0.9, "std": 0.01},
+            }
+
+    def fake_evaluate(name: str, url_: str, **kwargs: object) -> FakeEvaluation:
+        calls.append((name, url_, kwargs))
+        return FakeEvaluation()
+
+    monkeypatch.setattr(evaluate, "evaluate_study", fake_evaluate)
+    (row,) = report.compare(["a"], url, seeds=2, data_dir=tmp_path)
+    assert calls == [("a", url, {"seeds": 2, "data_dir": tmp_path})]
+    assert row["evaluation"] == "new"
+    assert (row["test_mean"], row["test_std"], row["seeds"]) == (0.9, 0.01, 2)

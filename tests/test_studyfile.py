@@ -473,3 +473,16 @@ def test_pruners_build(tmp_path: Path) -> None:
     assert isinstance(pruner, optuna.pruners.PatientPruner) and pruner._wrapped_pruner is None
     nop = load_study(write(tmp_path, changed(pruner="none"))).make_pruner()
     assert isinstance(nop, optuna.pruners.NopPruner)
+
+
+def test_seed_offset_shifts_the_sampler_seed(tmp_path: Path) -> None:
+    def first_lr(sampler: optuna.samplers.BaseSampler) -> float:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        return float(study.ask().suggest_float("lr", 1e-5, 1e-3, log=True))
+
+    spec = load_study(write(tmp_path, changed(sampler={"name": "random", "seed": 7})))
+    shifted = first_lr(spec.make_sampler(seed_offset=2))
+    assert shifted == first_lr(optuna.samplers.RandomSampler(seed=9))
+    assert shifted != first_lr(spec.make_sampler())
+    unseeded = load_study(write(tmp_path, changed(sampler={"name": "random", "seed": None})))
+    assert isinstance(unseeded.make_sampler(seed_offset=3), optuna.samplers.RandomSampler)

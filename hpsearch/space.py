@@ -1,0 +1,299 @@
+"""The search space of a study file: one ``ParamSpec`` per searched parameter.
+
+``parse_space`` validates the ``space`` section against ``TrainConfig`` (names, types, ranges,
+``when`` conditions) so that a trial can never suggest a value the config would reject. The
+field-level checks here (``fail``, ``as_mapping``, ``check_keys``, ``coerce``, ``check_config``,
+``show``) are shared with the rest of the study file, so every message has the same form:
+``<file>: <dotted field>: <problem>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn
+
+import optuna
+
+from hpsearch import config as cfg
+from hpsearch.config import TrainConfig
+from hpsearch.errors import ConfigError, did_you_mean
+
+_PARAM_KEYS = ("low", "high", "log", "step", "choices", "when")
+
+
+# --- field-level checks ---------------------------------------------------------------------------
+
+
+def fail(src: str, where: str, problem: str) -> NoReturn:
+    """Raise the one-line ``ConfigError`` every study-file check reports."""
+    raise ConfigError(f"{src}: {where}: {problem}")
+
+
+def _relocate(exc: ConfigError, src: str, name: str, where: str) -> ConfigError:
+    """Re-address a config.py message (``src: name: problem``) to the study file's field."""
+    rest = str(exc).removeprefix(f"{src}: ").removeprefix(f"{name}: ")
+    return ConfigError(f"{src}: {where}: {rest}")
+
+
+def coerce(src: str, where: str, name: str, value: Any) -> Any:
+    """``value`` as config field ``name`` takes it; errors name ``where``, not ``name``."""
+    try:
+        return cfg.coerce(name, value, source=src)
+    except ConfigError as exc:
+        raise _relocate(exc, src, name, where) from None
+
+
+def check_config(src: str, where: str, name: str, values: Mapping[str, Any]) -> None:
+    """Check that ``values`` make a valid ``TrainConfig``; errors name ``where``."""
+    try:
+        cfg.from_mapping(values, source=src)
+    except ConfigError as exc:
+        raise _relocate(exc, src, name, where) from None
+
+
+def as_mapping(src: str, where: str, value: Any, example: str) -> Mapping[str, Any]:
+    """A mapping section (absent: empty); anything else fails, showing ``example``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        fail(src, where, f"expected a mapping such as {example}, got {value!r}")
+    return value
+
+
+def check_keys(src: str, where: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    """Fail on the first key not in ``allowed``, suggesting the closest one."""
+    for key in data:
+        if key not in allowed:
+            path = f"{where}.{key}" if where else str(key)
+            hint = did_you_mean(str(key), allowed)
+            fail(src, path, f"unknown key; allowed: {', '.join(allowed)}{hint}")
+
+
+def show(value: Any) -> str:
+    """A value as the file would write it (JSON), for messages and diffs."""
+    return json.dumps(value, default=str)
+
+
+# --- parameters -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched parameter; ``when`` maps earlier params to the values that activate it."""
+
+    name: str
+    kind: Literal["float", "int", "categorical"]
+    low: float | int | None
+    high: float | int | None
+    log: bool
+    step: float | int | None
+    choices: tuple[Any, ...] | None
+    when: dict[str, tuple[Any, ...]] | None
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        if self.choices is not None:
+            return optuna.distributions.CategoricalDistribution(self.choices)
+        low, high = self._bounds()
+        if self.kind == "int":
+            step = int(self.step or 1)
+            return optuna.distributions.IntDistribution(
+                int(low), int(high), log=self.log, step=step
+            )
+        return optuna.distributions.FloatDistribution(low, high, log=self.log, step=self.step)
+
+    def active(self, params: Mapping[str, Any]) -> bool:
+        """Whether the conditions hold for the (earlier) params chosen so far."""
+        conditions = (self.when or {}).items()
+        return all(dep in params and params[dep] in values for dep, values in conditions)
+
+    def contains(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        low, high = self._bounds()
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not low <= value <= high:
+            return False
+        ratio = 0.0 if self.step is None else (value - low) / self.step
+        return abs(ratio - round(ratio)) <= 1e-9 * max(1.0, ratio)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        low, high = self._bounds()
+        if self.kind == "int":
+            step = int(self.step or 1)
+            return trial.suggest_int(self.name, int(low), int(high), step=step, log=self.log)
+        return trial.suggest_float(self.name, low, high, step=self.step, log=self.log)
+
+    def _bounds(self) -> tuple[float | int, float | int]:
+        assert self.low is not None and self.high is not None, self
+        return self.low, self.high
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return f"one of {show(list(self.choices))}"
+        extra = ", log" if self.log else f", step {self.step}" if self.step is not None else ""
+        return f"{self.kind} in [{self.low}, {self.high}]{extra}"
+
+    def grid_values(self) -> list[Any] | None:
+        """The values a grid sampler visits, or None for a continuous parameter."""
+        if self.choices is not None:
+            return list(self.choices)
+        if self.step is None or self.low is None or self.high is None:
+            return None
+        count = round((self.high - self.low) / self.step)
+        values = [self.low + i * self.step for i in range(count + 1)]
+        # 12 significant digits drop the 0.30000000000000004 noise of repeated float steps.
+        return values if self.kind == "int" else [float(f"{v:.12g}") for v in values]
+
+    def to_dict(self) -> dict[str, Any]:
+        when = {k: list(v) for k, v in self.when.items()} if self.when else None
+        if self.choices is not None:
+            return {"choices": list(self.choices), "when": when}
+        return {
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+            "step": self.step,
+            "when": when,
+        }
+
+
+def parse_space(src: str, raw: Any, fixed: Mapping[str, Any], epochs: int) -> dict[str, ParamSpec]:
+    """The ``space`` section, in file order (``when`` conditions may only look back)."""
+    raw_space = as_mapping(src, "space", raw, "{lr: {low: 1e-5, high: 1e-3}}")
+    if not raw_space:
+        fail(src, "space", "empty; give at least one parameter to search")
+    space: dict[str, ParamSpec] = {}
+    for key, param in raw_space.items():
+        space[key] = _parse_param(src, str(key), param, fixed, space, list(raw_space), epochs)
+    return space
+
+
+def _numeric_kind(name: str) -> Literal["float", "int"] | None:
+    hint = typing.get_type_hints(TrainConfig)[name]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = set(typing.get_args(hint) if union else (hint,))
+    if cfg.field_choices(name) is not None or bool in args:
+        return None
+    return "int" if int in args else "float" if float in args else None
+
+
+def _parse_param(
+    src: str,
+    name: str,
+    raw: Any,
+    fixed: Mapping[str, Any],
+    earlier: Mapping[str, ParamSpec],
+    names: list[str],
+    epochs: int,
+) -> ParamSpec:
+    where = f"space.{name}"
+    if name not in cfg.FIELDS:
+        fail(src, where, f"unknown parameter (not a config field){did_you_mean(name, cfg.FIELDS)}")
+    if name in fixed:
+        fail(src, where, f"also fixed in config ({fixed[name]!r}); search it or fix it, not both")
+    if name == "epochs":
+        fail(src, where, "cannot be searched; set budget.epochs (pruners stop weak trials early)")
+    raw = as_mapping(src, where, raw, "{low: 0.0, high: 0.5} or {choices: [a, b]}")
+    check_keys(src, where, raw, _PARAM_KEYS)
+    when = _parse_when(src, where, raw.get("when"), fixed, earlier, names)
+    low = high = step = None
+    choices = raw.get("choices")
+    log = False if raw.get("log") is None else raw["log"]
+    if not isinstance(log, bool):
+        fail(src, f"{where}.log", f"expected true or false, got {log!r}")
+    if choices is not None:
+        extra = [k for k in ("low", "high", "log", "step") if raw.get(k) not in (None, False)]
+        extra += [k for k in ("low", "high", "step") if raw.get(k) in (0, False)]
+        if extra:
+            fail(src, where, f"choices cannot be combined with {', '.join(extra)}; give one form")
+        if not isinstance(choices, list) or not choices:
+            fail(src, f"{where}.choices", f"expected a non-empty list, got {choices!r}")
+        values = tuple(coerce(src, f"{where}.choices", name, v) for v in choices)
+        if len({show(v) for v in values}) < len(values):
+            fail(src, f"{where}.choices", f"duplicate values in {show(list(values))}")
+        spec = ParamSpec(name, "categorical", None, None, False, None, values, when)
+    else:
+        kind = _numeric_kind(name)
+        if kind is None:
+            allowed = cfg.field_choices(name) or ("true", "false")
+            fail(src, where, f"needs choices, e.g. {{choices: [{', '.join(allowed)}]}}")
+        for key in ("low", "high"):
+            if raw.get(key) is None:
+                fail(src, where, f"missing {key}; give low and high (or choices)")
+        low = coerce(src, f"{where}.low", name, raw["low"])
+        high = coerce(src, f"{where}.high", name, raw["high"])
+        for key, value in (("low", low), ("high", high)):
+            if not math.isfinite(value):
+                fail(src, f"{where}.{key}", f"must be a finite number, got {value}")
+        if low >= high:
+            fail(src, where, f"low ({low}) must be < high ({high}); use choices for one value")
+        if log and low <= 0:
+            fail(src, f"{where}.low", f"log scale needs low > 0, got {low}; e.g. low: 1.0e-6")
+        if raw.get("step") is not None:
+            step = coerce(src, f"{where}.step", name, raw["step"])
+            if log:
+                fail(src, f"{where}.step", f"step ({step}) cannot be combined with log: true")
+            if not (math.isfinite(step) and step > 0):
+                fail(src, f"{where}.step", f"must be > 0, got {step}")
+            ratio = (high - low) / step
+            if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+                fail(src, f"{where}.step", f"high - low ({high - low}) is not a multiple of {step}")
+        spec = ParamSpec(name, kind, low, high, log, step, None, when)
+    points = (
+        [(f"choices[{i}]", v) for i, v in enumerate(spec.choices)]
+        if spec.choices is not None
+        else [("low", low), ("high", high)]
+    )
+    for label, value in points:
+        check_config(src, f"{where}.{label}", name, {**fixed, name: value, "epochs": epochs})
+    return spec
+
+
+def _parse_when(
+    src: str,
+    where: str,
+    raw: Any,
+    fixed: Mapping[str, Any],
+    earlier: Mapping[str, ParamSpec],
+    names: list[str],
+) -> dict[str, tuple[Any, ...]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not raw:
+        fail(src, f"{where}.when", f"expected a mapping such as {{optimizer: sgd}}, got {raw!r}")
+    out: dict[str, tuple[Any, ...]] = {}
+    for dep, wanted in raw.items():
+        at = f"{where}.when.{dep}"
+        if dep not in earlier:
+            if dep in fixed:
+                fail(src, at, f"{dep} is fixed in config ({fixed[dep]!r}); drop the condition")
+            if dep in names:
+                fail(
+                    src,
+                    at,
+                    f"{dep} must come before {where.removeprefix('space.')} (conditions look back)",
+                )
+            hint = did_you_mean(str(dep), earlier)
+            fail(src, at, f"unknown parameter; earlier params: {', '.join(earlier)}{hint}")
+        parent = earlier[dep]
+        if parent.choices is None:
+            fail(src, at, f"{dep} is a {parent.kind} range; conditions need a param with choices")
+        values = wanted if isinstance(wanted, list) else [wanted]
+        if not values:
+            fail(src, at, "empty list; give the value(s) that activate the parameter")
+        coerced = tuple(coerce(src, at, dep, v) for v in values)
+        for value in coerced:
+            if value not in parent.choices:
+                fail(
+                    src, at, f"{value!r} is not among {dep}'s choices {show(list(parent.choices))}"
+                )
+        out[dep] = coerced
+    return out

@@ -1,0 +1,547 @@
+"""Fault tolerance: killed workers, interrupted runs, database outages and failing trials.
+
+The tests run real ``python -m hpsearch`` processes against a real database and then read the
+study back: the budget is met exactly, and no trial is left RUNNING. Heartbeats are shortened
+(interval 1 s, grace 3 s) so that a dead worker's trial is noticed within seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import optuna
+import pytest
+import sqlalchemy as sa
+import torch
+import yaml
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from hpsearch import cli, objective, storage, studyfile, workers
+
+HEARTBEAT, GRACE = 1, 3
+T = TypeVar("T")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def write_study(directory: Path, name: str, *, trials: int, epochs: int, **extra: Any) -> Path:
+    """A tiny study (an epoch takes ~0.1 s) searching lr, with fixed seeds and no pruner."""
+    data: dict[str, Any] = {
+        "name": name,
+        "config": {"hidden_dim": 8, "embedding_dim": 8, "batch_size": 256, "threads": 1},
+        "space": {"lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}},
+        "sampler": {"name": "random", "seed": 0},
+        "pruner": "none",
+        "budget": {"trials": trials, "epochs": epochs},
+    }
+    data["config"] |= extra.pop("config", {})
+    data |= extra
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@dataclass
+class Cli:
+    """Starts ``python -m hpsearch`` processes, each in its own process group, and kills
+    whatever is left of them (workers of a launcher included) when the test ends."""
+
+    env: dict[str, str]
+    cwd: Path
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, *args: str | Path, log: str, **env: str) -> subprocess.Popen[bytes]:
+        with (
+            (self.cwd / f"{log}.out").open("wb") as out,
+            (self.cwd / f"{log}.err").open("wb") as err,
+        ):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hpsearch", *map(str, args)],
+                stdout=out,
+                stderr=err,
+                env=self.env | env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        self.started.append(proc)
+        return proc
+
+    def err(self, log: str) -> str:
+        return (self.cwd / f"{log}.err").read_text(errors="replace")
+
+    def kill_all(self) -> None:
+        for proc in self.started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def cli_env(trec_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPSEARCH_")}
+    return env | {
+        "HPSEARCH_DATA_DIR": str(trec_dir),
+        "HPSEARCH_TREC_URL": "http://127.0.0.1:9/",  # never download in tests
+        storage.ENV_HEARTBEAT_INTERVAL: str(HEARTBEAT),
+        storage.ENV_GRACE_PERIOD: str(GRACE),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def procs(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Cli]:
+    runner = Cli(cli_env, tmp_path)
+    try:
+        yield runner
+    finally:
+        runner.kill_all()
+
+
+def wait_for(
+    condition: Callable[[], T],
+    what: str,
+    *,
+    timeout: float = 120.0,
+    watch: tuple[subprocess.Popen[bytes], ...] = (),
+) -> T:
+    """Poll ``condition`` until it returns something truthy; fail early if a watched
+    process exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        for proc in watch:
+            if proc.poll() is not None:
+                pytest.fail(f"waiting for {what}: {proc.args!r} exited early ({proc.returncode})")
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def load(url: str, name: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(
+            study_name=name, storage=storage.open_storage(url, heartbeat=False)
+        )
+    except KeyError:
+        return None
+
+
+def wait_study(url: str, name: str, *watch: subprocess.Popen[bytes]) -> optuna.Study:
+    """The study, once a worker or launcher has created it."""
+    study = wait_for(lambda: load(url, name), f"study {name}", watch=watch)
+    assert study is not None
+    return study
+
+
+def states(study: optuna.Study) -> Counter[str]:
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Running trials that have reached the objective (and so have a heartbeat)."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [t for t in trials if "worker" in t.user_attrs]
+
+
+def assert_budget_met(study: optuna.Study, budget: int) -> None:
+    trials = study.get_trials()
+    counts = Counter(t.state.name for t in trials)
+    assert counts["COMPLETE"] == budget, counts
+    assert counts["RUNNING"] == 0, counts
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            assert trial.value is not None and trial.params and "config" in trial.user_attrs
+        retried = trial.system_attrs.get("failed_trial")
+        if retried is not None:  # a retry copy: its original must not count as well
+            assert trials[retried].state == TrialState.FAIL
+
+
+def worker_pids(study_file: Path) -> list[int]:
+    """Live ``hpsearch worker`` processes for ``study_file`` (from /proc; Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in argv and str(study_file).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+# --- a worker killed with SIGKILL ------------------------------------------------------------
+
+
+def test_killed_workers_trial_is_failed_and_retried_by_the_waiting_worker(
+    procs: Cli, tmp_path: Path
+) -> None:
+    # One trial, two workers: one runs it, the other has no slot left and polls, so it is
+    # the polling worker that must notice the dead one and run its trial again.
+    path = write_study(tmp_path, "killed", trials=1, epochs=30)
+    url = sqlite_url(tmp_path)
+    started = {
+        name: procs.start("worker", "-s", path, "--storage", url, "--worker-id", name, log=name)
+        for name in ("A", "B")
+    }
+    study = wait_study(url, "killed", *started.values())
+    victim = wait_for(lambda: running(study), "a running trial", watch=tuple(started.values()))[0]
+    dead = victim.user_attrs["worker"]
+    survivor = "B" if dead == "A" else "A"
+    started[dead].send_signal(signal.SIGKILL)
+    killed_at = datetime.datetime.now()
+    started[dead].wait()
+
+    assert started[survivor].wait(timeout=120) == 0, procs.err(survivor)
+    trials = study.get_trials()
+    assert Counter(t.state.name for t in trials) == {"FAIL": 1, "COMPLETE": 1}
+    failed = trials[victim.number]
+    assert failed.state == TrialState.FAIL
+    assert failed.datetime_complete is not None
+    lag = (failed.datetime_complete - killed_at).total_seconds()
+    # Not before the grace period (minus one beat and SQLite's 1 s clock), and promptly after
+    # it: the surviving worker re-checks every POLL_SECONDS while it waits.
+    assert GRACE - HEARTBEAT - 1 <= lag <= GRACE + HEARTBEAT + workers.POLL_SECONDS + 6, lag
+    (retry,) = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert retry.system_attrs["failed_trial"] == victim.number
+    assert retry.params == victim.params
+    assert retry.user_attrs["worker"] == survivor
+    assert "Traceback" not in procs.err(survivor)
+
+
+def test_run_finishes_the_budget_when_one_of_its_workers_is_killed(
+    procs: Cli, tmp_path: Path
+) -> None:
+    path = write_study(tmp_path, "half", trials=3, epochs=20)
+    url = sqlite_url(tmp_path)
+    run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="run")
+    study = wait_study(url, "half", run)
+    victim = wait_for(lambda: running(study), "a running trial", watch=(run,))[0]
+    name = victim.user_attrs["worker"]
+    pids = [p for p in worker_pids(path) if b"--worker-id\0" + name.encode() + b"\0" in _argv(p)]
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+
+    assert run.wait(timeout=180) == 1, procs.err("run")  # a worker died: not a clean run
+    assert f"{name} exited with -9" in procs.err("run")
+    assert_budget_met(study, 3)
+    assert study.get_trials()[victim.number].state == TrialState.FAIL
+
+
+def _argv(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+# --- the launcher interrupted ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_stops_every_worker_and_resumes(
+    procs: Cli, tmp_path: Path, signum: signal.Signals
+) -> None:
+    path = write_study(tmp_path, "stopped", trials=3, epochs=30)
+    url = sqlite_url(tmp_path)
+    run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="first")
+    study = wait_study(url, "stopped", run)
+    wait_for(lambda: len(running(study)) == 2, "both workers in a trial", watch=(run,))
+
+    run.send_signal(signum)  # the launcher only, as `kill` does (Ctrl-C signals the group)
+    sent = time.monotonic()
+    assert run.wait(timeout=60) == 130, procs.err("first")
+    assert time.monotonic() - sent < 10, "workers took too long to stop"
+    assert worker_pids(path) == []
+    counts = states(study)
+    assert counts["RUNNING"] == 0 and counts["FAIL"] >= 2, counts
+    assert "Traceback" not in procs.err("first")
+
+    again = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="second")
+    assert again.wait(timeout=180) == 0, procs.err("second")
+    assert_budget_met(study, 3)
+
+
+# --- database outages ------------------------------------------------------------------------
+
+
+def _with_app_name(url: str, app: str) -> str:
+    """The URL with its own PostgreSQL application_name, so that a test can find (and kill)
+    exactly the connections of the processes it started."""
+    return (
+        make_url(url)
+        .update_query_dict({"application_name": app})
+        .render_as_string(hide_password=False)
+    )
+
+
+def _terminate(engine: sa.Engine, app: str) -> int:
+    with engine.connect() as conn:
+        killed = conn.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = :app "
+                "AND pid <> pg_backend_pid()"
+            ),
+            {"app": app},
+        ).scalar()
+    return int(killed or 0)
+
+
+@contextlib.contextmanager
+def pg_study(postgres_url: str) -> Iterator[str]:
+    """A unique study name, deleted (with its trials) afterwards."""
+    name = f"faults-{uuid.uuid4().hex[:10]}"
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+@pytest.mark.postgres
+def test_workers_reconnect_when_their_connections_are_killed(
+    procs: Cli, tmp_path: Path, postgres_url: str
+) -> None:
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with pg_study(postgres_url) as name:
+        app = f"hpsearch-test-{name}"
+        url = _with_app_name(postgres_url, app)
+        path = write_study(tmp_path, name, trials=12, epochs=2)
+        run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="run")
+        study = wait_study(postgres_url, name, run)
+        wait_for(
+            lambda: len({t.user_attrs.get("worker") for t in study.get_trials()} - {None}) == 2,
+            "both workers at work",
+            watch=(run,),
+        )
+        killed, until = 0, time.monotonic() + 8
+        while run.poll() is None and time.monotonic() < until:
+            killed += _terminate(engine, app)  # launcher, workers, heartbeats, locks alike
+            time.sleep(0.25)
+        assert killed > 0
+        assert run.wait(timeout=180) == 0, procs.err("run")
+        assert_budget_met(study, 12)
+        assert "Traceback" not in procs.err("run")
+    engine.dispose()
+
+
+class Proxy:
+    """A TCP forwarder to PostgreSQL that the test can take down: "the database" vanishes
+    (open connections cut, new ones refused) without touching the real server."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                if self.closed:
+                    client.close()
+                    upstream.close()
+                    return
+                self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                self.server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+            self.server.close()
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+
+@pytest.mark.postgres
+def test_worker_gives_up_on_a_database_that_stays_down(
+    procs: Cli, tmp_path: Path, postgres_url: str
+) -> None:
+    parsed = make_url(postgres_url)
+    proxy = Proxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+    retry = 4
+    try:
+        with pg_study(postgres_url) as name:
+            url = parsed.set(port=proxy.port).render_as_string(hide_password=False)
+            path = write_study(tmp_path, name, trials=3, epochs=40)
+            worker = procs.start(
+                "worker", "-s", path, "--storage", url, "--worker-id", "w", log="w",
+                HPSEARCH_DB_RETRY_SECONDS=str(retry),
+            )  # fmt: skip
+            study = wait_study(postgres_url, name, worker)
+            wait_for(lambda: running(study), "a running trial", watch=(worker,))
+            proxy.close()
+            down = time.monotonic()
+            code = worker.wait(timeout=90)
+            waited = time.monotonic() - down
+    finally:
+        proxy.close()
+    err = procs.err("w")
+    assert code == 2, err
+    # Bounded: the retry window, one 2 s pause and a trial epoch, with room for a slow machine.
+    assert retry <= waited <= retry + 20, waited
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: w: lost the database"), err
+    assert f"for over {retry} s; giving up" in lines[-1]
+    assert sum("giving up" in line for line in lines) == 1
+
+
+def test_db_retry_seconds_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPSEARCH_DB_RETRY_SECONDS", "7")
+    assert workers.db_retry_seconds() == 7
+    monkeypatch.delenv("HPSEARCH_DB_RETRY_SECONDS")
+    assert workers.db_retry_seconds() == workers.DB_RETRY_SECONDS
+    monkeypatch.setenv("HPSEARCH_DB_RETRY_SECONDS", "soon")
+    with pytest.raises(storage.StorageError, match="HPSEARCH_DB_RETRY_SECONDS"):
+        workers.db_retry_seconds()
+
+
+def test_worker_goes_on_when_another_failed_its_running_trial(procs: Cli, tmp_path: Path) -> None:
+    # What a worker meets after an outage longer than the grace period: its heartbeats
+    # lapsed, so another worker failed its trial (and queued a copy). Its result must not
+    # count, and the worker must carry on rather than crash.
+    path = write_study(tmp_path, "lapsed", trials=1, epochs=30)
+    url = sqlite_url(tmp_path)
+    worker = procs.start("worker", "-s", path, "--storage", url, "--worker-id", "w", log="w")
+    study = wait_study(url, "lapsed", worker)
+    victim = wait_for(lambda: running(study), "a running trial", watch=(worker,))[0]
+    assert study._storage.set_trial_state_values(victim._trial_id, TrialState.FAIL)
+
+    assert worker.wait(timeout=120) == 0, procs.err("w")
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert "Traceback" not in procs.err("w")
+
+
+# --- faults inside a trial -------------------------------------------------------------------
+
+
+def test_diverged_trial_fails_with_its_reason_and_the_worker_goes_on(
+    procs: Cli, tmp_path: Path
+) -> None:
+    # SGD at lr 1e8 without clipping overflows in the first epoch; lr 1e-2 trains normally.
+    path = write_study(
+        tmp_path,
+        "diverge",
+        trials=1,
+        epochs=2,
+        config={"optimizer": "sgd", "grad_clip": None},
+        space={"lr": {"low": 1.0e-3, "high": 1.0e9, "log": True}},
+        enqueue=[{"lr": 1.0e8}, {"lr": 1.0e-2}],
+    )
+    url = sqlite_url(tmp_path)
+    worker = procs.start("worker", "-s", path, "--storage", url, log="w")
+    assert worker.wait(timeout=120) == 0, procs.err("w")
+    study = load(url, "diverge")
+    assert study is not None
+    first, second = study.get_trials()
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs["error"].startswith("loss became nan at epoch 1")
+    assert second.state == TrialState.COMPLETE and second.params == {"lr": 1.0e-2}
+    err = procs.err("w")
+    assert "Traceback" not in err and "loss became nan" in err
+
+
+@pytest.fixture
+def short_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(storage.ENV_HEARTBEAT_INTERVAL, str(HEARTBEAT))
+    monkeypatch.setenv(storage.ENV_GRACE_PERIOD, str(GRACE))
+
+
+def test_exception_in_a_trial_is_recorded_and_the_worker_goes_on(
+    tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch, short_heartbeats: None
+) -> None:
+    real = objective.train_from_config
+    calls = 0
+
+    def out_of_memory_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_from_config", out_of_memory_once)
+    spec = studyfile.load_study(write_study(tmp_path, "oom", trials=2, epochs=1))
+    url = sqlite_url(tmp_path)
+    summary = workers.work(spec, url, worker="w", data_dir=trec_dir)
+    assert summary.trials_run == 3 and summary.reason == "budget spent"
+    study = load(url, "oom")
+    assert study is not None
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].user_attrs["error"] == (
+        "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"
+    )
+    assert "config" in trials[0].user_attrs  # enough to retrain it elsewhere
+
+
+def test_worker_whose_every_trial_fails_stops_with_an_error(
+    tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch, short_heartbeats: None
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(objective, "train_from_config", broken)
+    path = write_study(tmp_path, "broken", trials=2, epochs=1)
+    url = sqlite_url(tmp_path)
+    handler = signal.getsignal(signal.SIGTERM)  # the worker command installs its own
+    try:
+        result = CliRunner().invoke(
+            cli.app, ["worker", "-s", str(path), "--storage", url, "--data-dir", str(trec_dir)]
+        )
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert result.exit_code == 1, result.output
+    assert "stopped after 3 failed trials" in result.output
+    study = load(url, "broken")
+    assert study is not None and states(study) == {"FAIL": 3}

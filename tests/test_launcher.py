@@ -1,0 +1,208 @@
+"""``hpsearch run``: N real worker processes on the SQLite default, exact budget, resuming.
+
+One module-scoped run of a small regularization-like study (4 workers, 12 trials) is the
+fixture; the resume tests work on copies of its database so that each starts from the same
+finished study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from hpsearch import launcher
+from hpsearch.cli import app
+from hpsearch.workers import SPEC_ATTR
+
+STUDY = "reg"
+# The report's section 1.3 search (lr, dropout, L2 alpha, clipping) on a model small enough
+# that a trial takes a fraction of a second: process start-up dominates the run.
+STUDY_YAML = f"""\
+name: {STUDY}
+config:
+  cell: rnn
+  packed: true
+  optimizer: adam
+  regularizer: l2
+  pooling: mean
+  hidden_dim: 8
+  embedding_dim: 8
+  batch_size: 256
+space:
+  lr: {{low: 1.0e-3, high: 3.0e-2, log: true}}
+  dropout: {{low: 0.0, high: 0.5}}
+  alpha: {{low: 1.0e-6, high: 1.0e-3, log: true}}
+  grad_clip: {{low: 1.0, high: 10.0}}
+sampler: {{name: tpe, seed: 0, options: {{n_startup_trials: 4}}}}
+budget: {{trials: 40, epochs: 2}}
+enqueue:
+  - {{lr: 3.0e-2, dropout: 0.0, alpha: 1.0e-6, grad_clip: 5.0}}
+"""
+TRIALS = 12
+WORKERS = 4
+
+
+def _env(trec_dir: Path) -> dict[str, str]:
+    """This environment without any HPSEARCH_* setting, so the SQLite default is used."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPSEARCH_")}
+    return env | {"HPSEARCH_DATA_DIR": str(trec_dir)}
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    # The workers share the launcher's process group: this also ends any the launcher left.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _states(directory: Path) -> Counter[str]:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{directory}/hpsearch.db")
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=storage)
+        return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    finally:
+        storage.engine.dispose()
+
+
+def _done(states: Counter[str]) -> int:
+    return states[TrialState.COMPLETE.name] + states[TrialState.PRUNED.name]
+
+
+@dataclass
+class Finished:
+    directory: Path
+    returncode: int
+    output: str
+    states: Counter[str]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, trec_dir: Path) -> Iterator[Finished]:
+    directory = tmp_path_factory.mktemp("run")
+    (directory / "study.yaml").write_text(STUDY_YAML)
+    cmd = [sys.executable, "-m", "hpsearch", "run", "--study", "study.yaml"]
+    cmd += ["--workers", str(WORKERS), "--trials", str(TRIALS)]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=directory,
+        env=_env(trec_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        _kill_group(proc)
+    yield Finished(directory, proc.returncode, output, _states(directory))
+
+
+@pytest.fixture
+def runner(
+    finished: Finished, tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> CliRunner:
+    """A CliRunner working in a private copy of the finished run's directory."""
+    directory = tmp_path / "run"
+    shutil.copytree(finished.directory, directory)
+    monkeypatch.chdir(directory)
+    for name in [n for n in os.environ if n.startswith("HPSEARCH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(trec_dir))
+    return CliRunner()
+
+
+def test_run_spends_exactly_the_budget(finished: Finished) -> None:
+    assert finished.returncode == 0, finished.output
+    assert _done(finished.states) == TRIALS, (finished.states, finished.output)
+    assert finished.states[TrialState.RUNNING.name] == 0
+    assert finished.states[TrialState.WAITING.name] == 0
+    assert "database is locked" not in finished.output
+    assert "Traceback" not in finished.output
+    assert f"finished {TRIALS}/{TRIALS}" in finished.output
+    # Every worker took part and ended because the budget was spent, not by an error.
+    assert finished.output.count("budget spent") == WORKERS
+
+
+def test_workers_are_recorded_and_seeded_apart(finished: Finished) -> None:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{finished.directory}/hpsearch.db")
+    try:
+        trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+    finally:
+        storage.engine.dispose()
+    workers = {t.user_attrs.get("worker") for t in trials}
+    assert workers <= {f"{os.uname().nodename}-w{i + 1}" for i in range(WORKERS)}
+    assert len(workers) >= 2
+    assert trials[0].user_attrs["enqueued"] is True  # the study file's point comes first
+    assert trials[0].params == {"lr": 3.0e-2, "dropout": 0.0, "alpha": 1.0e-6, "grad_clip": 5.0}
+    # Different sampler seeds per worker: no two sampled trials drew the same point.
+    sampled = [tuple(sorted(t.params.items())) for t in trials[1:]]
+    assert len(set(sampled)) == len(sampled)
+
+
+def _run(runner: CliRunner, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["run", "--study", "study.yaml", *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_rerun_after_completion_adds_nothing(finished: Finished, runner: CliRunner) -> None:
+    # One worker is enough to show it: each finds the budget spent and leaves.
+    code, output = _run(runner, "--workers", "1", "--trials", str(TRIALS))
+    assert code == 0, output
+    assert "budget spent" in output
+    assert _states(Path.cwd()) == finished.states
+
+
+def test_more_trials_completes_exactly_the_extra_ones(runner: CliRunner) -> None:
+    code, output = _run(runner, "--workers", "2", "--trials", str(TRIALS + 2))
+    assert code == 0, output
+    states = _states(Path.cwd())
+    assert _done(states) == TRIALS + 2, (states, output)
+    assert states[TrialState.RUNNING.name] == 0
+
+
+def test_changed_spec_is_refused_unless_forced(finished: Finished, runner: CliRunner) -> None:
+    path = Path("study.yaml")
+    path.write_text(path.read_text().replace("high: 3.0e-2", "high: 5.0e-2"))
+    code, output = _run(runner, "--workers", "1", "--trials", str(TRIALS))
+    assert code == 2, output
+    assert f"study {STUDY!r} exists with a different spec" in output
+    assert "space.lr.high: 0.03 -> 0.05" in output
+    assert "--force" in output
+    assert _states(Path.cwd()) == finished.states  # nothing ran
+
+    code, output = _run(runner, "--workers", "1", "--trials", str(TRIALS + 1), "--force")
+    assert code == 0, output
+    assert _done(_states(Path.cwd())) == TRIALS + 1
+    storage = optuna.storages.RDBStorage(f"sqlite:///{Path.cwd()}/hpsearch.db")
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=storage)
+        assert study.user_attrs[SPEC_ATTR]["space"]["lr"]["high"] == 5.0e-2
+        newest = study.get_trials(deepcopy=False)[-1]
+        lr = newest.distributions["lr"]
+        assert isinstance(lr, optuna.distributions.FloatDistribution)
+        assert lr.high == 5.0e-2  # the new space is the one searched
+    finally:
+        storage.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("workers", "cores", "threads"), [(1, 2, 2), (4, 2, 1), (2, 16, 8), (3, 16, 5), (8, 1, 1)]
+)
+def test_threads_per_worker_never_oversubscribes(workers: int, cores: int, threads: int) -> None:
+    assert launcher.threads_per_worker(workers, cores) == threads
