@@ -8,7 +8,9 @@ with ``pack_padded_sequence`` on every forward (the report measured +20% per epo
 
 Training batches change every epoch: questions are sorted by (length, random tie-break), cut
 into batches, and the batch order is shuffled, all from a generator seeded with
-``seed + epoch``, so a run is reproducible and every epoch sees different batches.
+``seed + epoch``, so a run is reproducible and every epoch sees different batches. Building
+an epoch's batches takes ~5 ms (about 1% of a default epoch on CPU), once, before its first
+step; the split's tensors themselves are encoded once per process (hpsearch.data).
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -262,8 +264,16 @@ def worker_cmd(
     objective.check_inputs(spec)
     name = worker_id or f"{os.uname().nodename}-{os.getpid()}"
     # SIGTERM (docker stop, kill) takes the same path as Ctrl-C: Optuna marks the running
-    # trial FAIL before the process exits, so no trial is left RUNNING.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # trial FAIL before the process exits, so no trial is left RUNNING. The event makes it
+    # stick: Python drops a KeyboardInterrupt raised inside a finalizer.
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     deadline = time.time() + spec.timeout if spec.timeout else None
     try:
         summary = workers.work(
@@ -276,6 +286,7 @@ def worker_cmd(
             force=force,
             # Workers started by hand on several machines must not share a sampler seed.
             seed_offset=os.getpid() if seed_offset is None else seed_offset,
+            stop=stop,
         )
     except KeyboardInterrupt:
         err_console.print(f"{name}: interrupted")

@@ -98,6 +98,16 @@ def summary(study: optuna.Study, *, top: int = 10) -> Table:
     return table
 
 
+def end_live(console: Console) -> None:
+    """End the line a finished ``Live`` leaves open when output is not a terminal.
+
+    Rich ends it on terminals only (Textualize/rich#4192): in a log file or CI output the next
+    print would continue the final status line.
+    """
+    if not console.is_terminal:
+        console.line()
+
+
 def train_with_progress(
     cfg: TrainConfig,
     data_dir: Path | None,
@@ -116,7 +126,15 @@ def train_with_progress(
 
     from hpsearch.data import load_dataset
 
-    load_dataset(cfg, data_dir, with_test=test)  # fail on missing data before drawing a table
+    # Fail on missing data or vectors before drawing a table (both are cached for training).
+    dataset = load_dataset(cfg, data_dir, with_test=test)
+    if cfg.embeddings is not None:
+        from hpsearch.embeddings import build_embedding_matrix
+
+        _, found = build_embedding_matrix(dataset.vocab, cfg)
+        console.print(
+            f"{cfg.embeddings}: found {found:,} of {len(dataset.vocab):,} vocabulary words"
+        )
     with Live(table, console=console, refresh_per_second=4, transient=False):
 
         def on_epoch(s: EpochStats) -> None:
@@ -129,7 +147,8 @@ def train_with_progress(
                 f"{s.seconds:.2f}",
             )
 
-        result, dataset = train_from_config(cfg, data_dir, on_epoch=on_epoch, with_test=test)
+        result, _ = train_from_config(cfg, data_dir, on_epoch=on_epoch, with_test=test)
+    end_live(console)
     line = (
         f"best valid acc {result.best_valid_acc:.4f} at epoch {result.best_epoch} "
         f"({result.num_parameters:,} parameters, {result.seconds:.1f} s)"

@@ -187,7 +187,8 @@ def run_study(
         deadline=deadline,
         # Escaped: a worker's "[...]" must not be read as markup (a stray "[/x]" raises).
         on_line=lambda name, line: console.print(
-            f"[dim]{escape(name)}[/dim] {escape(line)}", soft_wrap=True
+            f"[dim]{escape(name)}[/dim] {escape(line.removeprefix(name + ': '))}",
+            soft_wrap=True,
         ),
     )
     try:
@@ -211,6 +212,7 @@ def run_study(
             if interrupted.is_set():
                 console.print("interrupted: stopping workers...")
                 stop_workers(launch)
+        display.end_live(console)
     finally:
         stop_workers(launch)
         for s, handler in previous.items():

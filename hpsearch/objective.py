@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -28,11 +29,13 @@ class Objective:
         worker: str,
         data_dir: Path | None = None,
         threads: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.spec = spec
         self.worker = worker
         self.data_dir = data_dir
         self.threads = threads
+        self.should_stop = should_stop
         self.host = socket.gethostname()
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -57,6 +60,10 @@ class Objective:
         def on_epoch(stats: EpochStats) -> None:
             nonlocal epochs_run
             epochs_run = stats.epoch
+            if self.should_stop is not None and self.should_stop():
+                # Asked to stop, but the KeyboardInterrupt was lost (Python drops one raised
+                # inside a finalizer, which torch runs constantly): stop here instead.
+                raise KeyboardInterrupt
             trial.report(stats.valid_acc, step=stats.epoch)
             if trial.should_prune():
                 trial.set_user_attr("epochs_run", epochs_run)

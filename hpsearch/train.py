@@ -1,20 +1,23 @@
 """Training: one configuration, epoch by epoch; the whole loop reads top to bottom in ``train``.
 
-Where the time goes, and why the loop looks the way it does (see benchmarks/README.md):
+Why the loop looks the way it does (figures in benchmarks/README.md):
 
-* The optimiser step over the ~0.9M embedding weights costs more than the RNN's forward and
-  backward. The L2 penalty makes every embedding gradient dense, so no exact sparse update
-  exists; instead we use the fused (single pass) Adam/AdamW/SGD/Adagrad kernels on CPU and
-  CUDA, ~10x cheaper than torch's default per-tensor loop on CPU.
-* The penalty alpha * sum(w^2) (or alpha * sum|w|) is not an autograd term: its exact
-  gradient, 2 * alpha * w (or alpha * sign(w)), is written into the gradient buffers before
-  the backward pass, which then accumulates the data gradient on top. Same sum as autograd
-  (tests/test_train.py checks it), without building a graph over all weights every step.
+* With torch's default Adam, the step over the ~0.9M weights (mostly the embedding) costs
+  more than the RNN's forward and backward together. The L2 penalty gives every weight a
+  gradient every step, so no exact sparse update exists; the fused (single pass) kernels of
+  Adam/AdamW/SGD/Adagrad are used instead, ~10x cheaper on CPU.
+* The penalty alpha * sum(w^2) (or alpha * sum|w|) over all parameters is not an autograd
+  term: its exact gradient, 2 * alpha * w (or alpha * sign(w)), is written into the gradient
+  buffers before the backward pass, which accumulates the data gradient on top. The same
+  gradient as autograd's (tests/test_train.py checks it), without a graph over all weights.
+  ``EpochStats.train_loss`` is therefore the cross-entropy alone (comparable with
+  ``valid_loss``); ``EpochStats.penalty`` reports the penalty's value.
 * The gradient buffers persist across steps and the embedding emits a sparse gradient, which
-  autograd adds in place into the dense buffer: no [vocab x dim] zero-fill, allocation and
+  autograd adds in place into the dense buffer: no [vocab x dim] allocation, zero-fill and
   copy per step. Writing the penalty gradient doubles as the zeroing.
-* No host synchronisation per batch: losses stay tensors until the end of the epoch, where
-  a non-finite one is located and reported.
+* Batches come length-bucketed and pre-packed (hpsearch.batching), and nothing is read back
+  to the host per batch: losses stay tensors until the end of the epoch, where a non-finite
+  one is located and reported as ``TrainingDiverged``.
 """
 
 from __future__ import annotations
@@ -183,7 +186,8 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     # Persistent dense gradients: backward accumulates into them in place, and the sparse
     # embedding gradient (only the rows of the batch's words) is scattered straight in.
-    model.embedding.sparse = model.embedding.weight.requires_grad
+    sparse_ok = device.type in ("cpu", "cuda")  # MPS, for one, has no sparse gradients
+    model.embedding.sparse = model.embedding.weight.requires_grad and sparse_ok
     for p in params:
         p.grad = torch.zeros_like(p)
     grads = [p.grad for p in params if p.grad is not None]
@@ -228,12 +232,10 @@ def train(
                 + ("" if cfg.grad_clip else " or enable grad_clip")
             )
         n = len(dataset.train)
+        weights = torch.tensor(sizes, dtype=batch_losses.dtype, device=device)
         stats = EpochStats(
             epoch=epoch,
-            train_loss=float(
-                batch_losses @ torch.tensor(sizes, dtype=batch_losses.dtype, device=device)
-            )
-            / n,
+            train_loss=float(batch_losses @ weights) / n,  # per example, not per batch
             train_acc=float(correct) / n,
             valid_loss=valid_loss,
             valid_acc=valid_acc,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 SPEC_ATTR = "hpsearch_spec"
 POLL_SECONDS = 1.0  # how often an idle worker re-checks running trials that may still fail
 DB_RETRY_SECONDS = 60.0  # how long a worker keeps retrying a lost database before giving up
+# Larger than any worker count, so (offset, trials so far) pairs give distinct seeds.
+RESUME_SEED_STRIDE = 1_000_003
 ENV_DB_RETRY_SECONDS = "HPSEARCH_DB_RETRY_SECONDS"
 # A database that went away (restart, killed connection, network): Optuna wraps the driver's
 # error in StorageInternalError; the budget lock raises DatabaseUnavailable.
@@ -44,6 +47,22 @@ DB_DOWN = (
     optuna.exceptions.StorageInternalError,
     storage_mod.DatabaseUnavailable,
 )
+
+
+def _database_error(exc: BaseException) -> BaseException | None:
+    """The lost-database error behind ``exc``, if any.
+
+    Optuna may raise another error while handling it: when recording a trial's result
+    fails, ``Study.optimize`` raises ``AssertionError("Should not reach.")`` from it.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DB_DOWN):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def db_retry_seconds() -> float:
@@ -69,6 +88,9 @@ class Counts:
     failed: int = 0
     running: int = 0
     waiting: int = 0
+    # Failed trials whose training raised (they carry an `error`); not those interrupted,
+    # killed or cut off from the database, which say nothing about the search space.
+    crashed: int = 0
 
     @property
     def done(self) -> int:
@@ -84,6 +106,7 @@ def count_trials(study: optuna.Study) -> Counts:
             counts.pruned += 1
         elif trial.state == TrialState.FAIL:
             counts.failed += 1
+            counts.crashed += "error" in trial.user_attrs
         elif trial.state == TrialState.RUNNING:
             counts.running += 1
         elif trial.state == TrialState.WAITING:
@@ -139,6 +162,15 @@ def open_study(
             )
         if changes:
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        # Resuming must not replay an earlier session's draws: with the same seed, a random
+        # sampler (or TPE's start-up phase) proposes the same points again, and those trials,
+        # seeded alike, repeat their results exactly. The trials begun so far move the seed on
+        # (enqueued ones are not draws, so one worker on a new study keeps the file's seed).
+        begun = [s for s in TrialState if s != TrialState.WAITING]
+        so_far = len(study.get_trials(deepcopy=False, states=begun))
+        if so_far:
+            offset = (seed_offset + RESUME_SEED_STRIDE * so_far) % 2**31
+            study.sampler = spec.make_sampler(offset)
         return study
 
 
@@ -178,19 +210,26 @@ def work(
     deadline: float | None = None,
     force: bool = False,
     seed_offset: int = 0,
+    stop: threading.Event | None = None,
 ) -> WorkerSummary:
     """Run trials of ``spec`` until the study's budget is spent or ``deadline`` passes.
 
     ``seed_offset`` shifts the sampler's seed: the launcher gives worker i offset i, so one
     worker reproduces the study file's seed exactly and parallel workers explore differently.
+    Once ``stop`` is set, KeyboardInterrupt is raised before the next trial or epoch.
     """
+    retry_seconds = db_retry_seconds()  # a bad value is an error before the study exists
     study = open_study(spec, url, force=force, seed_offset=seed_offset)
-    objective = Objective(spec, worker=worker, data_dir=data_dir, threads=threads)
+    should_stop = stop.is_set if stop is not None else None
+    objective = Objective(
+        spec, worker=worker, data_dir=data_dir, threads=threads, should_stop=should_stop
+    )
     summary = WorkerSummary(worker)
     max_failed = max(spec.trials, 3)  # a study whose every trial crashes must still end
-    retry_seconds = db_retry_seconds()
     db_down_since: float | None = None
     while True:
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt  # the signal's own may have been lost; see Objective
         if deadline is not None and time.time() >= deadline:
             summary.reason = "timeout"
             return summary
@@ -204,8 +243,8 @@ def work(
                 if counts.done >= spec.trials:
                     summary.reason = "budget spent"
                     return summary
-                if counts.failed >= max_failed:
-                    summary.reason = f"stopped after {counts.failed} failed trials"
+                if counts.crashed >= max_failed:
+                    summary.reason = f"stopped after {counts.crashed} failed trials"
                     summary.ok = False
                     return summary
                 if counts.done + counts.running >= spec.trials:
@@ -226,13 +265,22 @@ def work(
             # result ("Cannot tell a FAIL trial"), which must not count twice anyway.
             if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a "):
                 raise
-            log.warning("%s: %s: another worker failed it (no heartbeat); carrying on", worker, exc)
-        except DB_DOWN as exc:
+            log.warning(
+                "%s: result not recorded: another worker failed the trial while it ran "
+                "(its heartbeats lapsed) and queued it again",
+                worker,
+            )
+        except Exception as exc:
             # The database went away (restart, killed connection). pool_pre_ping reconnects on
             # the next checkout; the trial in flight, if any, is failed by its heartbeat and
             # retried. Keep trying for a bounded time, then stop with one clear message.
+            db_error = _database_error(exc)
+            if db_error is None:
+                raise
             now = time.monotonic()
-            reason = storage_mod.error_reason(url, exc)
+            reason = storage_mod.error_reason(url, db_error)
+            if not isinstance(db_error, storage_mod.DatabaseUnavailable):  # names no URL
+                reason = f"{storage_mod.mask_url(url)}: {reason}"
             if db_down_since is None:
                 db_down_since = now
                 log.warning(
@@ -243,7 +291,7 @@ def work(
                 )
             elif now - db_down_since >= retry_seconds:
                 raise StorageError(
-                    f"{worker}: lost the database {storage_mod.mask_url(url)} for over "
-                    f"{retry_seconds:g} s; giving up: {reason}"
+                    f"{worker}: database unavailable for over {retry_seconds:g} s, "
+                    f"giving up: {reason}"
                 ) from None
             time.sleep(min(2.0, retry_seconds))

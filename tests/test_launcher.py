@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -133,7 +134,9 @@ def test_run_spends_exactly_the_budget(finished: Finished) -> None:
     assert "database is locked" not in finished.output
     assert "Traceback" not in finished.output
     assert f"finished {TRIALS}/{TRIALS}" in finished.output
-    # Every worker took part and ended because the budget was spent, not by an error.
+    # The summary starts on a line of its own after the live status, also in a log file.
+    assert re.search(rf"^ *{STUDY}: top \d+ of \d+ complete", finished.output, re.MULTILINE)
+    # Every worker ended because the budget was spent, not by an error.
     assert finished.output.count("budget spent") == WORKERS
 
 
@@ -169,7 +172,7 @@ def test_rerun_after_completion_adds_nothing(finished: Finished, runner: CliRunn
 
 
 def test_more_trials_completes_exactly_the_extra_ones(runner: CliRunner) -> None:
-    code, output = _run(runner, "--workers", "2", "--trials", str(TRIALS + 2))
+    code, output = _run(runner, "--workers", "1", "--trials", str(TRIALS + 2))
     assert code == 0, output
     states = _states(Path.cwd())
     assert _done(states) == TRIALS + 2, (states, output)

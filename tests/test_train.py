@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import pytest
@@ -250,21 +249,35 @@ def test_unavailable_device_is_a_config_error() -> None:
         resolve_device("cuda")
 
 
-def _trec_dir() -> Path | None:
-    for candidate in (
-        os.environ.get("HPSEARCH_DATA_DIR"),
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "trec",
-    ):
-        if candidate and (Path(candidate) / "train_5500.label").exists():
-            return Path(candidate)
-    return None
-
-
-@pytest.mark.skipif(_trec_dir() is None, reason="needs the TREC files")
-def test_train_from_config_scores_the_test_set() -> None:
+def test_train_from_config_scores_the_test_set(trec_dir: Path) -> None:
     cfg = TrainConfig(epochs=1, embedding_dim=16, hidden_dim=16, threads=1, device="cpu")
-    result, dataset = train_from_config(cfg, _trec_dir(), with_test=True)
+    result, dataset = train_from_config(cfg, trec_dir, with_test=True)
     assert dataset.test is not None and len(dataset.test) == 500
     assert result.test_acc is not None and 0.2 < result.test_acc <= 1.0
-    plain, _ = train_from_config(cfg, _trec_dir())
+    plain, _ = train_from_config(cfg, trec_dir)
     assert plain.test_acc is None
+
+
+def test_train_from_config_uses_the_pretrained_matrix(
+    trec_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hpsearch.embeddings
+
+    matrices: list[torch.Tensor] = []
+
+    def fake_matrix(vocab: Vocab, cfg: TrainConfig) -> tuple[torch.Tensor, int]:
+        matrices.append(torch.randn(len(vocab), cfg.embedding_dim))
+        return matrices[-1], len(vocab)
+
+    monkeypatch.setattr(hpsearch.embeddings, "build_embedding_matrix", fake_matrix)
+    cfg = TrainConfig(
+        epochs=1,
+        embedding_dim=4,
+        hidden_dim=4,
+        embeddings="glove-6b-50d",
+        freeze_embeddings=True,
+        device="cpu",
+    )
+    result, _ = train_from_config(cfg, trec_dir)
+    (matrix,) = matrices
+    assert torch.equal(result.model.embedding.weight, matrix)

@@ -5,6 +5,7 @@ on a cluster; the fixture kills whatever a failing test leaves behind."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -17,6 +18,9 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+
+from hpsearch.studyfile import parse_study
+from hpsearch.workers import open_study
 
 # A tiny model on which a sensible learning rate reaches ~60% validation accuracy in two
 # epochs, in a fraction of a second: the workers' start-up dominates these tests.
@@ -104,7 +108,7 @@ def _pg_states(url: str, name: str) -> dict[TrialState, int]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize(("workers", "trials"), [(2, 6), (4, 10)])
+@pytest.mark.parametrize(("workers", "trials"), [(2, 8), (4, 12)])
 def test_workers_on_postgres_spend_exactly_the_budget(
     workers: int, trials: int, postgres_url: str, pg_study: str, tmp_path: Path, spawn: Spawn
 ) -> None:
@@ -127,7 +131,7 @@ def test_workers_on_postgres_spend_exactly_the_budget(
     assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
     assert states[TrialState.FAIL] == 0
     assert sum(runs) == trials  # no trial was created beyond the budget
-    # Each worker contributed, or the test showed nothing about sharing the budget.
+    # Two or more workers took trials, or the test showed nothing about sharing the budget.
     assert sum(run > 0 for run in runs) >= 2, runs
 
 
@@ -165,3 +169,41 @@ def test_pruner_stops_hopeless_trials_before_the_last_epoch(tmp_path: Path, spaw
         assert sorted(t.intermediate_values) == list(range(1, epochs + 1))
         assert t.user_attrs["epochs_run"] == epochs
         assert t.value is not None and t.value > 0.45
+
+
+# --- resuming ---------------------------------------------------------------------------------
+
+
+def test_resumed_study_does_not_replay_the_samplers_draws(tmp_path: Path) -> None:
+    # The launcher gives worker i seed offset i in every session. Were the offsets the whole
+    # story, a resumed random search would propose the first session's points again, and
+    # those trials, seeded alike, would repeat their results exactly.
+    spec = parse_study(
+        {
+            "name": "resume",
+            "space": {"lr": {"low": 1.0e-4, "high": 1.0e-1, "log": True}},
+            "sampler": {"name": "random", "seed": 0},
+            "budget": {"trials": 3},
+        },
+        source="test",
+    )
+
+    def draw(study: optuna.Study, n: int) -> list[float]:
+        study.optimize(lambda trial: spec.suggest(trial)["lr"], n_trials=n)
+        return [t.params["lr"] for t in study.trials[-n:]]
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    first = draw(open_study(spec, url, heartbeat=False), 3)
+    resumed = draw(open_study(spec.with_budget(trials=6), url, heartbeat=False), 3)
+    assert not set(first) & set(resumed)
+    # A new study with one worker (offset 0) still follows the study file's seed exactly.
+    fresh = open_study(spec, f"sqlite:///{tmp_path}/fresh.db", heartbeat=False)
+    assert draw(fresh, 3) == first
+    other = open_study(spec, f"sqlite:///{tmp_path}/other.db", heartbeat=False, seed_offset=1)
+    assert not set(draw(other, 3)) & set(first)
+    # Enqueued trials are not draws: a worker joining a new study that holds only those (as
+    # the launcher leaves it) keeps the file's seed too.
+    queued = dataclasses.replace(spec, enqueue=[{"lr": 1.0e-3}])
+    open_study(queued, f"sqlite:///{tmp_path}/queued.db", heartbeat=False)
+    joined = open_study(queued, f"sqlite:///{tmp_path}/queued.db", heartbeat=False)
+    assert draw(joined, 4) == [1.0e-3, *first]

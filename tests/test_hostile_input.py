@@ -1,0 +1,344 @@
+"""Malformed input: every mistake is one line on stderr naming the file, field and value and
+what is allowed, exit status 2, and nothing written to the database."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner, Result
+
+from hpsearch import cli, storage, studyfile, workers
+
+PASSWORD = "Hunter2-" + uuid.uuid4().hex[:8]
+
+BASE = """\
+name: bad
+config: {hidden_dim: 8, embedding_dim: 8, batch_size: 256, threads: 1}
+space:
+  lr: {low: 1.0e-3, high: 1.0e-2, log: true}
+sampler: {name: random, seed: 0}
+pruner: none
+budget: {trials: 2, epochs: 1}
+"""
+
+
+def edit(old: str, new: str) -> str:
+    assert old in BASE, old
+    return BASE.replace(old, new, 1)
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in ("HPSEARCH_STORAGE", "HPSEARCH_STUDIES_DIR", "HPSEARCH_DB_RETRY_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(trec_dir))
+    monkeypatch.setenv("HPSEARCH_TREC_URL", f"http://127.0.0.1:{closed_port()}/")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again when the socket is
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli.app, [str(a) for a in args])
+
+
+def one_line_error(result: Result) -> str:
+    """The single ``error: ...`` line of a usage error (exit status 2, no traceback)."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+def no_database(directory: Path) -> None:
+    assert sorted(p.name for p in directory.glob("study.db*")) == []
+
+
+SQLITE = "sqlite:///study.db"
+
+SPEC_CASES = {
+    "yaml syntax": (
+        edit("threads: 1}", "threads: 1"),
+        ["study.yaml: invalid YAML at line 3: expected ',' or '}', but got ':'"],
+    ),
+    "unknown key": (
+        edit("space:", "sapce:"),
+        ["study.yaml: sapce: unknown key; allowed: name,", "(did you mean 'space'?)"],
+    ),
+    "wrong type": (
+        edit("hidden_dim: 8", "hidden_dim: eight"),
+        ["study.yaml: config.hidden_dim: expected an integer, got 'eight'"],
+    ),
+    "low >= high": (
+        edit("low: 1.0e-3", "low: 1.0e-1"),
+        ["study.yaml: space.lr: low (0.1) must be < high (0.01)"],
+    ),
+    "log with low <= 0": (
+        edit("low: 1.0e-3", "low: 0.0"),
+        ["study.yaml: space.lr.low: log scale needs low > 0, got 0.0"],
+    ),
+    "empty choices": (
+        edit("space:\n", "space:\n  cell: {choices: []}\n"),
+        ["study.yaml: space.cell.choices: expected a non-empty list, got []"],
+    ),
+    "unknown sampler": (
+        edit("name: random", "name: randon"),
+        ["study.yaml: sampler.name: unknown sampler 'randon'; allowed: tpe,", "'random'?)"],
+    ),
+    "unknown pruner": (
+        edit("pruner: none", "pruner: medain"),
+        ["study.yaml: pruner.name: unknown pruner 'medain'; allowed: median,", "'median'?)"],
+    ),
+    "unknown optimizer": (
+        edit("threads: 1}", "threads: 1, optimizer: adamm}"),
+        [
+            "study.yaml: config.optimizer: 'adamm' is not one of sgd, adam,",
+            "(did you mean 'adam'?)",
+        ],
+    ),
+    "unknown cell": (
+        edit("space:\n", "space:\n  cell: {choices: [rnn, gruu]}\n"),
+        ["study.yaml: space.cell.choices: 'gruu' is not one of rnn, gru, lstm", "'gru'?)"],
+    ),
+    "no trials": (
+        edit("trials: 2", "trials: 0"),
+        ["study.yaml: budget.trials: must be >= 1, got 0"],
+    ),
+    "grid over a continuous range": (
+        edit("name: random", "name: grid"),
+        ["study.yaml: space.lr: grid needs choices or step for lr"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), SPEC_CASES.values(), ids=SPEC_CASES.keys())
+def test_malformed_study_file(workdir: Path, text: str, expected: list[str]) -> None:
+    path = write(workdir / "study.yaml", text)
+    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    for fragment in expected:
+        assert fragment in line
+    no_database(workdir)
+
+
+def test_trials_option_must_be_positive(workdir: Path) -> None:
+    path = write(workdir / "study.yaml", BASE)
+    result = invoke("run", "-s", path, "--trials", "0", "--storage", SQLITE)
+    assert result.exit_code == 2
+    assert "--trials" in result.stderr  # click's usage error (a box, not one line)
+    no_database(workdir)
+
+
+def test_errors_reach_the_terminal_as_one_line(workdir: Path) -> None:
+    """The real process: no banner before the error, no wrapping, no traceback."""
+    path = write(workdir / "study.yaml", edit("space:", "sapce:"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpsearch", "run", "-s", str(path), "--storage", SQLITE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: study.yaml: sapce:")
+    no_database(workdir)
+
+
+# --- storage URLs ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    server.settimeout(0.2)
+    stop = False
+
+    def serve() -> None:
+        while not stop:
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop = True
+        thread.join()
+        for sock in accepted:
+            sock.close()
+        server.close()
+
+
+URL_CASES = {
+    "malformed": (
+        f"postgresql://hp:{PASSWORD}@db.example:notaport/hp",
+        ["storage URL 'postgresql://hp:***@db.example:notaport/hp' is malformed"],
+    ),
+    "unsupported dialect": (
+        f"oracle://hp:{PASSWORD}@db.example/hp",
+        ["unsupported database 'oracle'; expected one of: sqlite:///"],
+    ),
+    "unsupported driver": (
+        "postgresql+asyncpg://hp@db.example/hp",
+        ["unsupported driver 'asyncpg'; allowed: postgresql+psycopg, postgresql+psycopg2"],
+    ),
+    "missing directory": (
+        "sqlite:///no/such/dir/study.db",
+        ["sqlite:///no/such/dir/study.db: directory", "does not exist"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("url", "expected"), URL_CASES.values(), ids=URL_CASES.keys())
+def test_bad_storage_url(workdir: Path, url: str, expected: list[str]) -> None:
+    path = write(workdir / "study.yaml", BASE)
+    line = one_line_error(invoke("run", "-s", path, "--storage", url))
+    for fragment in expected:
+        assert fragment in line
+    assert PASSWORD not in line
+
+
+def test_refused_connection_with_a_password_is_masked(workdir: Path) -> None:
+    path = write(workdir / "study.yaml", BASE)
+    port = closed_port()
+    url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/test"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpsearch", "run", "-s", str(path), "--storage", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert PASSWORD not in proc.stdout + proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(
+        f"error: cannot connect to postgresql+psycopg://postgres:***@127.0.0.1:{port}/test: "
+    )
+    assert "refused" in proc.stderr
+
+
+def test_unreachable_database_fails_within_the_connect_timeout(
+    workdir: Path, silent_server: int
+) -> None:
+    path = write(workdir / "study.yaml", BASE)
+    url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{silent_server}/test"
+    started = time.monotonic()
+    line = one_line_error(invoke("run", "-s", path, "--storage", url))
+    assert time.monotonic() - started < 25  # the default connect timeout is 10 s
+    assert line.startswith("error: cannot connect to postgresql+psycopg://postgres:***@")
+    assert "timeout" in line.lower() and PASSWORD not in line
+
+
+# --- data and embeddings ---------------------------------------------------------------------
+
+
+def test_missing_data_directory_without_network(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(workdir / "nonexistent"))
+    path = write(workdir / "study.yaml", BASE)
+    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    assert "cannot download train_5500.label from http://127.0.0.1:" in line
+    assert "HPSEARCH_TREC_URL" in line
+    no_database(workdir)
+
+
+def test_corrupt_data_file(workdir: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = workdir / "trec"
+    shutil.copytree(trec_dir, data)
+    train = data / "train_5500.label"
+    train.write_bytes(train.read_bytes()[:-100])  # truncated
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(data))
+    path = write(workdir / "study.yaml", BASE)
+    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    assert f"{train}: sha256 " in line and "does not match the official" in line
+    no_database(workdir)
+
+
+def _vectors_study(workdir: Path, vectors: Path) -> Path:
+    return write(
+        workdir / "study.yaml", edit("threads: 1}", f"threads: 1, embeddings: {vectors}}}")
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_missing_embeddings_file(workdir: Path, command: str) -> None:
+    path = _vectors_study(workdir, workdir / "missing.txt")
+    line = one_line_error(invoke(command, "-s", path, "--storage", SQLITE))
+    assert line == f"error: embeddings: {workdir / 'missing.txt'}: file not found"
+    no_database(workdir)
+
+
+def test_corrupt_embeddings_file(workdir: Path) -> None:
+    vectors = write(workdir / "vectors.txt", "the 0.1 0.2 zero\nof 0.3\n")
+    line = one_line_error(
+        invoke("run", "-s", _vectors_study(workdir, vectors), "--storage", SQLITE)
+    )
+    assert line.startswith(f"error: {vectors}: cannot read GloVe text vectors: ")
+    no_database(workdir)
+
+
+def test_embeddings_of_the_wrong_size(workdir: Path) -> None:
+    vectors = write(workdir / "vectors.txt", "the 0.1 0.2 0.3\nof 0.3 0.2 0.1\n")
+    line = one_line_error(
+        invoke("run", "-s", _vectors_study(workdir, vectors), "--storage", SQLITE)
+    )
+    assert "embedding_dim (8) must equal the vectors' size (3)" in line
+    no_database(workdir)
+
+
+@pytest.mark.postgres
+def test_bad_input_writes_nothing_to_postgres(workdir: Path, postgres_url: str) -> None:
+    name = f"hostile-{uuid.uuid4().hex[:10]}"
+    text = edit("name: bad", f"name: {name}").replace(
+        "threads: 1}", "threads: 1, embeddings: x.txt}"
+    )
+    path = write(workdir / "study.yaml", text)
+    line = one_line_error(invoke("run", "-s", path, "--storage", postgres_url))
+    assert line == "error: embeddings: x.txt: file not found"
+    assert name not in optuna.get_all_study_names(storage=postgres_url)
+
+
+# --- an existing study -----------------------------------------------------------------------
+
+
+def test_existing_study_with_a_different_spec(workdir: Path) -> None:
+    path = write(workdir / "study.yaml", BASE)
+    url = f"sqlite:///{workdir / 'study.db'}"
+    original = studyfile.load_study(path)
+    workers.open_study(original, url, heartbeat=False)
+    write(path, edit("high: 1.0e-2", "high: 1.0e-1"))
+
+    line = one_line_error(invoke("run", "-s", path, "--storage", url))
+    assert line.startswith(
+        "error: study 'bad' exists with a different spec: space.lr.high: 0.01 -> 0.1."
+    )
+    assert "--force" in line
+    study = optuna.load_study(study_name="bad", storage=storage.open_storage(url, heartbeat=False))
+    assert study.user_attrs[workers.SPEC_ATTR] == original.to_dict()
+    assert study.get_trials() == []
