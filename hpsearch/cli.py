@@ -92,6 +92,15 @@ StudiesDirOpt = Annotated[
     typer.Option("--studies-dir", envvar="HPSEARCH_STUDIES_DIR", help="Where study files live."),
 ]
 
+TrialsOpt = Annotated[
+    int | None,
+    typer.Option("--trials", "-n", min=1, help="Finished trials for the study (all workers)."),
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", min=0.001, help="Stop starting trials after S s.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Resume even if the study file changed.")]
+
 
 class Format(StrEnum):
     json = "json"
@@ -189,18 +198,12 @@ def studies_cmd(storage: StorageOpt = None, studies_dir: StudiesDirOpt = None) -
 def run_cmd(
     study: StudyOpt,
     workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
-    trials: Annotated[
-        int | None, typer.Option("--trials", "-n", min=1, help="Finished trials for the study.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", min=0.001, help="Stop starting trials after S s.")
-    ] = None,
+    trials: TrialsOpt = None,
+    timeout: TimeoutOpt = None,
     storage: StorageOpt = None,
     data_dir: DataDirOpt = None,
     studies_dir: StudiesDirOpt = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Resume even if the study file changed.")
-    ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Run a study with N local worker processes; running it again resumes it.
 
@@ -233,17 +236,11 @@ def worker_cmd(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="Torch threads for training.")
     ] = None,
-    trials: Annotated[
-        int | None, typer.Option("--trials", "-n", min=1, help="Finished trials for the study.")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", min=0.001, help="Stop starting trials after S s.")
-    ] = None,
+    trials: TrialsOpt = None,
+    timeout: TimeoutOpt = None,
     data_dir: DataDirOpt = None,
     studies_dir: StudiesDirOpt = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Resume even if the study file changed.")
-    ] = False,
+    force: ForceOpt = False,
     seed_offset: Annotated[
         int | None,
         typer.Option(
@@ -265,13 +262,22 @@ def worker_cmd(
     name = worker_id or f"{os.uname().nodename}-{os.getpid()}"
     # SIGTERM (docker stop, kill) takes the same path as Ctrl-C: Optuna marks the running
     # trial FAIL before the process exits, so no trial is left RUNNING. The event makes it
-    # stick: Python drops a KeyboardInterrupt raised inside a finalizer.
+    # stick (Python drops a KeyboardInterrupt raised inside a finalizer); a second signal
+    # (Ctrl-C reaches `run` and its workers, and `run` passes it on) must not interrupt the
+    # FAIL being written.
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-        raise KeyboardInterrupt
+        if not stop.is_set():
+            stop.set()
+            raise KeyboardInterrupt
 
+    def on_unraisable(unraisable: Any) -> None:
+        # The lost interrupt ("Exception ignored in ..."): the event stops the worker instead.
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            sys.__unraisablehook__(unraisable)
+
+    sys.unraisablehook = on_unraisable
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     deadline = time.time() + spec.timeout if spec.timeout else None

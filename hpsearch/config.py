@@ -236,7 +236,7 @@ _Loader.add_implicit_resolver(
 
 def yaml_load(text: str) -> Any:
     """Parse YAML safely, with scientific notation read as numbers."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: no arbitrary objects
 
 
 def read_mapping(path: Path) -> dict[str, Any]:

@@ -12,6 +12,8 @@ Passwords never reach a message: every error is masked with ``mask_url`` and ``s
 from __future__ import annotations
 
 import contextlib
+import copy
+import datetime
 import fcntl
 import functools
 import hashlib
@@ -23,13 +25,15 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 import optuna
 import sqlalchemy as sa
+from optuna.storages._rdb import models as optuna_models
+from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
@@ -223,6 +227,44 @@ def open_storage(
     return storage
 
 
+def fail_trials_without_heartbeat(study: optuna.Study) -> int:
+    """Fail, and re-queue like a stale trial, every RUNNING trial that started over a grace
+    period ago and never recorded a heartbeat; return how many.
+
+    Optuna fails only trials whose last heartbeat is old. A worker that lost the database (or
+    was killed) between creating a trial and its first heartbeat leaves a trial that Optuna
+    never fails, holding a slot of the budget for ever while the other workers wait on it.
+    """
+    backend = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(backend, optuna.storages.RDBStorage) or not backend.heartbeat_interval:
+        return 0
+    grace = backend.grace_period or 2 * backend.heartbeat_interval
+    # datetime_start is the creating worker's clock (stored as naive UTC); a live trial beats
+    # within milliseconds of it, so clock skew between machines cannot fail one.
+    cutoff = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    cutoff -= datetime.timedelta(seconds=grace)
+    # Optuna's own tables, read as its stale-heartbeat check reads them (no public API).
+    trials = optuna_models.TrialModel.__table__
+    beats = optuna_models.TrialHeartbeatModel.__table__
+    query = (
+        sa.select(trials.c.trial_id)
+        .select_from(trials.outerjoin(beats, beats.c.trial_id == trials.c.trial_id))
+        .where(trials.c.study_id == study._study_id, trials.c.state == TrialState.RUNNING)
+        .where(beats.c.trial_id.is_(None), trials.c.datetime_start < cutoff)
+    )
+    with backend.engine.connect() as conn:
+        orphans = list(conn.execute(query).scalars())
+    failed = 0
+    callback = backend.get_heartbeat_stale_trial_callback()
+    for trial_id in orphans:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                failed += 1
+                if callback is not None:
+                    callback(study, copy.deepcopy(study._storage.get_trial(trial_id)))
+    return failed
+
+
 def _heartbeat_settings() -> tuple[int, int]:
     """Return (interval, grace period) in seconds from the environment or the defaults."""
     interval = _env_seconds(ENV_HEARTBEAT_INTERVAL) or DEFAULT_HEARTBEAT_INTERVAL
@@ -238,15 +280,20 @@ def _heartbeat_settings() -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def budget_lock(url: str, study_name: str, *, timeout: float = 300.0) -> Iterator[None]:
+def budget_lock(
+    url: str, study_name: str, *, timeout: float = 300.0
+) -> Iterator[Callable[[], bool]]:
     """Hold a cross-process, cross-machine mutex for ``study_name`` in this database.
 
     It does not block Optuna's own reads and writes. It is released on exit, and by the
-    operating system or the database server if the holding process dies.
+    operating system or the database server if the holding process dies. It yields a check
+    that the lock is still held: a server's lock goes with its connection, which the server
+    may drop (restart, pg_terminate_backend) without the holder noticing.
     """
     url = resolve_url(url)
-    with _db_lock(url, study_name, timeout, f"the trial-budget lock of study {study_name!r}"):
-        yield
+    what = f"the trial-budget lock of study {study_name!r}"
+    with _db_lock(url, study_name, timeout, what) as held:
+        yield held
 
 
 def check_connection(url: str, connect_timeout: float = 10.0) -> None:
@@ -287,8 +334,14 @@ def check_connection(url: str, connect_timeout: float = 10.0) -> None:
 # --- locks -------------------------------------------------------------------------------
 
 
+def _always() -> bool:
+    return True
+
+
 @contextlib.contextmanager
-def _db_lock(url: str, study: str | None, timeout: float, what: str) -> Iterator[None]:
+def _db_lock(
+    url: str, study: str | None, timeout: float, what: str
+) -> Iterator[Callable[[], bool]]:
     """A mutex per database (study None) or per study, chosen by dialect."""
     parsed = make_url(url)
     name = "hpsearch:init" if study is None else f"hpsearch:budget:{study}"
@@ -298,17 +351,26 @@ def _db_lock(url: str, study: str | None, timeout: float, what: str) -> Iterator
         path = _sqlite_path(parsed)
         if path is None:  # an in-memory database lives in this process only
             with _memory_lock(url, name, timeout, what):
-                yield
+                yield _always
             return
         suffix = ".lock" if study is None else f".{_file_safe(study)}.lock"
         with _file_lock(Path(f"{path}{suffix}"), url, timeout, what):
-            yield
+            yield _always  # flock holds as long as this process does
         return
     conn = _connect(_lock_engine(url), url)
+
+    def held() -> bool:
+        # The lock lives exactly as long as this session: if it still answers, it holds.
+        try:
+            conn.execute(sa.text("SELECT 1"))
+        except sa_exc.SQLAlchemyError:
+            return False
+        return True
+
     try:
         release, params = _server_acquire(conn, url, name, timeout, what)
         try:
-            yield
+            yield held
         finally:
             # Closing the connection releases the lock anyway; this only makes it prompt.
             with contextlib.suppress(sa_exc.SQLAlchemyError):

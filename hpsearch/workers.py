@@ -65,6 +65,23 @@ def _database_error(exc: BaseException) -> BaseException | None:
     return None
 
 
+def _crashed(study: optuna.Study) -> int:
+    """Failed trials whose training raised (they carry an `error`); not those interrupted,
+    killed or cut off from the database, which say nothing about the search space."""
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return sum("error" in trial.user_attrs for trial in failed)
+
+
+def _study_exists(study: optuna.Study, name: str) -> bool:
+    try:
+        study._storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    except Exception:  # the database is away: it cannot tell, so assume it still exists
+        return True
+    return True
+
+
 def db_retry_seconds() -> float:
     """How long a worker retries a lost database: $HPSEARCH_DB_RETRY_SECONDS or the default."""
     value = os.environ.get(ENV_DB_RETRY_SECONDS, "").strip()
@@ -88,9 +105,6 @@ class Counts:
     failed: int = 0
     running: int = 0
     waiting: int = 0
-    # Failed trials whose training raised (they carry an `error`); not those interrupted,
-    # killed or cut off from the database, which say nothing about the search space.
-    crashed: int = 0
 
     @property
     def done(self) -> int:
@@ -106,7 +120,6 @@ def count_trials(study: optuna.Study) -> Counts:
             counts.pruned += 1
         elif trial.state == TrialState.FAIL:
             counts.failed += 1
-            counts.crashed += "error" in trial.user_attrs
         elif trial.state == TrialState.RUNNING:
             counts.running += 1
         elif trial.state == TrialState.WAITING:
@@ -182,10 +195,17 @@ class WorkerSummary:
     ok: bool = True  # False when it stopped because trials kept failing
 
 
+class BudgetLockLost(RuntimeError):
+    """The database dropped the budget lock while this worker held it."""
+
+
 @contextmanager
-def _held(lock: AbstractContextManager[None]) -> Iterator[Callable[[], None]]:
-    """Hold ``lock``; yield a release function that may be called early, once."""
-    lock.__enter__()
+def _held(
+    lock: AbstractContextManager[Callable[[], bool]],
+) -> Iterator[tuple[Callable[[], None], Callable[[], bool]]]:
+    """Hold ``lock``; yield a release function that may be called early, once, and the
+    lock's still-held check."""
+    still_held = lock.__enter__()
     released = False
 
     def release() -> None:
@@ -195,7 +215,7 @@ def _held(lock: AbstractContextManager[None]) -> Iterator[Callable[[], None]]:
             lock.__exit__(None, None, None)
 
     try:
-        yield release
+        yield release, still_held
     finally:
         release()
 
@@ -234,17 +254,18 @@ def work(
             summary.reason = "timeout"
             return summary
         try:
-            with _held(storage_mod.budget_lock(url, spec.name)) as release:
+            with _held(storage_mod.budget_lock(url, spec.name)) as (release, still_held):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
+                storage_mod.fail_trials_without_heartbeat(study)
                 counts = count_trials(study)
                 db_down_since = None
                 if counts.done >= spec.trials:
                     summary.reason = "budget spent"
                     return summary
-                if counts.crashed >= max_failed:
-                    summary.reason = f"stopped after {counts.crashed} failed trials"
+                if counts.failed >= max_failed and (crashed := _crashed(study)) >= max_failed:
+                    summary.reason = f"stopped after {crashed} failed trials"
                     summary.ok = False
                     return summary
                 if counts.done + counts.running >= spec.trials:
@@ -254,7 +275,13 @@ def work(
 
                 def objective_releasing(trial: optuna.Trial) -> float:
                     # The trial now exists as RUNNING and is counted: let the next worker in.
+                    lost = not still_held()
                     release()
+                    if lost:  # another worker may have claimed the same slot meanwhile
+                        raise BudgetLockLost(
+                            "the database dropped the budget lock while this trial was "
+                            "created; not run, so that the budget cannot be exceeded"
+                        )
                     return objective(trial)
 
                 study.optimize(objective_releasing, n_trials=1, catch=(Exception,))
@@ -275,6 +302,15 @@ def work(
             # the next checkout; the trial in flight, if any, is failed by its heartbeat and
             # retried. Keep trying for a bounded time, then stop with one clear message.
             db_error = _database_error(exc)
+            if db_error is None and isinstance(exc, KeyError):
+                # Optuna's "Record does not exist.": the study was deleted, or (seen while
+                # PostgreSQL connections were being killed) a read came back empty.
+                if not _study_exists(study, spec.name):
+                    raise StudyError(
+                        f"{worker}: study {spec.name!r} no longer exists in "
+                        f"{storage_mod.mask_url(url)}"
+                    ) from None
+                db_error = exc
             if db_error is None:
                 raise
             now = time.monotonic()

@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from hpsearch import cli, objective, storage, studyfile, workers
+from hpsearch.errors import StudyError
 
 HEARTBEAT, GRACE = 1, 3
 T = TypeVar("T")
@@ -307,6 +308,58 @@ def test_interrupted_and_killed_trials_do_not_stop_a_resumed_study(
     assert (summary.reason, summary.ok, summary.trials_run) == ("budget spent", True, 2)
 
 
+def test_running_trial_that_never_beat_is_failed_and_retried(
+    tmp_path: Path, trec_dir: Path, short_heartbeats: None
+) -> None:
+    # A worker that lost the database (or was killed) between creating its trial and the
+    # trial's first heartbeat: Optuna's stale check never fails such a trial, and it would
+    # hold the last slot of the budget for ever.
+    spec = studyfile.load_study(write_study(tmp_path, "unbeaten", trials=1, epochs=1))
+    url = sqlite_url(tmp_path)
+    study = workers.open_study(spec, url, heartbeat=False)
+    orphan = study.ask()
+    orphan.suggest_float("lr", 1.0e-3, 1.0e-2, log=True)
+    started = time.monotonic()
+    deadline = time.time() + 60  # without the fix the worker would wait on it for ever
+    summary = workers.work(spec, url, worker="w", data_dir=trec_dir, deadline=deadline)
+    assert summary.reason == "budget spent"
+    assert time.monotonic() - started >= GRACE - 1  # not failed while it might be starting
+    failed, retry = study.get_trials()
+    assert failed.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.params == orphan.params and retry.system_attrs["failed_trial"] == 0
+
+
+@pytest.mark.parametrize("deleted", [False, True], ids=["empty read", "deleted study"])
+def test_study_missing_from_a_read(
+    tmp_path: Path,
+    trec_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    short_heartbeats: None,
+    deleted: bool,
+) -> None:
+    # Seen while PostgreSQL connections were being killed: a read that finds no study.
+    spec = studyfile.load_study(write_study(tmp_path, "vanishing", trials=1, epochs=1))
+    url = sqlite_url(tmp_path)
+    real, calls = workers.count_trials, 0
+
+    def count_trials(study: optuna.Study) -> workers.Counts:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            if deleted:
+                optuna.delete_study(study_name="vanishing", storage=url)
+            raise KeyError("Record does not exist.")
+        return real(study)
+
+    monkeypatch.setattr(workers, "count_trials", count_trials)
+    monkeypatch.setattr(workers, "POLL_SECONDS", 0.1)
+    if deleted:
+        with pytest.raises(StudyError, match="w: study 'vanishing' no longer exists in sqlite"):
+            workers.work(spec, url, worker="w", data_dir=trec_dir)
+    else:
+        assert workers.work(spec, url, worker="w", data_dir=trec_dir).reason == "budget spent"
+
+
 def test_stop_request_ends_the_trial_even_if_its_interrupt_was_lost(
     tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch, short_heartbeats: None
 ) -> None:
@@ -392,6 +445,48 @@ def test_workers_reconnect_when_their_connections_are_killed(
         assert_budget_met(study, 12)
         assert "Traceback" not in procs.err("run")
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_budget_lock_knows_when_the_server_dropped_it(postgres_url: str) -> None:
+    app = f"hpsearch-test-{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with storage.budget_lock(_with_app_name(postgres_url, app), app) as held:
+            assert held()
+            assert _terminate(engine, app) == 1
+            assert not held()  # the advisory lock went with the session
+    finally:
+        engine.dispose()
+
+
+def test_worker_does_not_run_a_trial_created_after_its_lock_was_lost(
+    tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch, short_heartbeats: None
+) -> None:
+    # Another worker may have counted and claimed the same slot meanwhile: running this
+    # trial could exceed the budget, so it is failed and the slot counted again.
+    real, checks = storage.budget_lock, 0
+
+    @contextlib.contextmanager
+    def flaky_lock(url: str, name: str, **kwargs: Any) -> Iterator[Callable[[], bool]]:
+        def held() -> bool:  # the first check finds the lock gone
+            nonlocal checks
+            checks += 1
+            return checks > 1
+
+        with real(url, name, **kwargs):
+            yield held
+
+    monkeypatch.setattr(storage, "budget_lock", flaky_lock)
+    spec = studyfile.load_study(write_study(tmp_path, "unlocked", trials=1, epochs=1))
+    url = sqlite_url(tmp_path)
+    summary = workers.work(spec, url, worker="w", data_dir=trec_dir)
+    assert summary.reason == "budget spent" and summary.trials_run == 2
+    study = load(url, "unlocked")
+    assert study is not None
+    failed, complete = study.get_trials()
+    assert failed.state == TrialState.FAIL and "worker" not in failed.user_attrs
+    assert complete.state == TrialState.COMPLETE
 
 
 class Proxy:
@@ -588,7 +683,8 @@ def test_worker_whose_every_trial_fails_stops_with_an_error(
     path = write_study(tmp_path, "broken", trials=2, epochs=1)
     url = sqlite_url(tmp_path)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:  # the worker command installs its own signal handlers
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    try:  # the worker command installs its own signal handlers (and unraisable hook)
         result = CliRunner().invoke(
             cli.app, ["worker", "-s", str(path), "--storage", url, "--data-dir", str(trec_dir)]
         )
