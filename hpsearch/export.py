@@ -39,8 +39,10 @@ from hpsearch.workers import SPEC_ATTR, count_trials
 EXPORT_FORMAT = "hpsearch-export/1"
 EVALUATION_ATTR = "hpsearch_evaluation"  # written by `hpsearch evaluate`
 # Fields that describe the machine a run happened on, not the experiment: an export resets
-# them so that it trains anywhere.
-RUNTIME_DEFAULTS: dict[str, Any] = {"threads": None, "device": "auto"}
+# them so that it trains anywhere. `threads` stays: CPU results depend on the thread count
+# (summation order), and an exact retrain is the point of the export (--set threads=N to
+# change it).
+RUNTIME_DEFAULTS: dict[str, Any] = {"device": "auto"}
 
 
 # --- opening ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import math
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,9 +81,9 @@ def _optuna_figures(data: StudyData) -> dict[str, tuple[str, dict[str, Any]]]:
     """stem -> (name of the Optuna plot function, its keyword arguments)."""
     figures: dict[str, tuple[str, dict[str, Any]]] = {"history": ("plot_optimization_history", {})}
     if data.importances is not None:
-        figures["importances"] = ("plot_param_importances", {"params": data.params})
-    if data.params and data.n_complete > 1:
-        figures["parallel"] = ("plot_parallel_coordinate", {"params": data.params})
+        figures["importances"] = ("plot_param_importances", {"params": data.complete_params})
+    if data.complete_params and data.n_complete > 1:
+        figures["parallel"] = ("plot_parallel_coordinate", {"params": data.complete_params})
     return figures
 
 
@@ -103,7 +104,7 @@ def png_optuna(data: StudyData, stem: str, function: str, kwargs: dict[str, Any]
     import optuna.visualization.matplotlib as ovm
 
     plt = _pyplot()
-    n = len(data.params)
+    n = len(data.complete_params)
     size = {"importances": (9, 1.5 + 0.5 * n), "parallel": (max(9.0, 3 + 1.1 * n), 5.5)}
     # Optuna's plots switch the global style to ggplot; the context restores the caller's.
     with plt.style.context("default"):
@@ -160,10 +161,13 @@ def png_pairs(data: StudyData) -> Figure:
     for ax in panels.flat[len(pairs) :]:
         ax.set_visible(False)
     fig.colorbar(image, ax=panels, label=f"mean {METRIC}", shrink=0.8)
-    fig.suptitle(
+    title = (
         f"{data.name}: mean {METRIC} per pair of parameter values (trials: {len(data.points)}; "
         "pruned ones count with their best epoch; n: trials in the cell)"
     )
+    # Wrapped to the figure's width (~10 characters an inch at the default size): one pair
+    # makes a figure too narrow for the title on one line, which constrained layout clips.
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 10)))
     return fig
 
 

@@ -48,12 +48,14 @@ class Objective:
             # Sampled params that conflict (each valid alone): say why, as for any failure.
             trial.set_user_attr("error", str(exc))
             raise
-        # The complete configuration is recorded first, so that every trial (even one that
-        # dies) can be retrained exactly: `hpsearch export` writes this, `train` reads it.
-        trial.set_user_attr("config", cfg.to_dict())
-        trial.set_user_attr("seed", cfg.seed)
         if self.threads is not None:
             cfg = cfg.replace(threads=self.threads)
+        # The complete configuration is recorded first, so that every trial (even one that
+        # dies) can be retrained exactly: `hpsearch export` writes this, `train` reads it.
+        # It includes the thread count: on CPU the summation order, and so the weights after
+        # a few epochs, depend on it.
+        trial.set_user_attr("config", cfg.to_dict())
+        trial.set_user_attr("seed", cfg.seed)
         epochs_run = 0
         started = time.perf_counter()
 

@@ -164,11 +164,23 @@ class StudyData:
         scored = ((t.params, trial_score(t)) for t in self.trials)
         return [(p, s) for p, s in scored if s is not None]
 
+    @property
+    def complete_params(self) -> list[str]:
+        return plottable_params(self.params, self.trials)
+
     def pairs(self) -> list[tuple[Axis, Axis, np.ndarray, np.ndarray]]:
         points = self.points
         return [
             (x, y, *aggregate(points, (x, y))) for x, y in itertools.combinations(self.pair_axes, 2)
         ]
+
+
+def plottable_params(params: Sequence[str], trials: Sequence[FrozenTrial]) -> list[str]:
+    """The searched parameters some COMPLETE trial has: Optuna's importances and parallel
+    coordinates raise on any other (a conditional branch, e.g. ``rnn_dropout`` only when
+    ``num_layers: 2``, whose trials were all pruned)."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    return [p for p in params if any(p in t.params for t in complete)]
 
 
 def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
@@ -179,12 +191,18 @@ def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
     n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
     notes = []
     importances = None
-    if n_complete > 1 and len(params) > 1:
-        importances = optuna.importance.get_param_importances(study, params=params)
+    plottable = plottable_params(params, trials)
+    if unplottable := [p for p in params if p not in plottable]:
+        notes.append(
+            f"importances and parallel coordinates leave out {', '.join(unplottable)}: "
+            "no complete trial has it"
+        )
+    if n_complete > 1 and len(plottable) > 1:
+        importances = optuna.importance.get_param_importances(study, params=plottable)
     else:
         notes.append(
             "parameter importances skipped: they need 2 or more complete trials and searched "
-            f"parameters ({n_complete} and {len(params)} here)"
+            f"parameters ({n_complete} and {len(plottable)} here)"
         )
     if n_complete < 2:
         notes.append("parallel coordinates skipped: one complete trial")

@@ -124,10 +124,14 @@ class StudySpec:
 
     def make_sampler(self, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
         """The study's sampler; parallel workers pass distinct offsets so that they do not
-        all draw the same "random" startup points from the same seed."""
+        all draw the same "random" startup points from the same seed.
+
+        Not for the grid: Optuna shuffles the grid with the seed and gives trial n grid point
+        n, so every worker must shuffle it the same way or points repeat and others are lost.
+        """
         grid = self.grid() if self.sampler["name"] == "grid" else None
         sampler = dict(self.sampler)
-        if sampler.get("seed") is not None:
+        if sampler.get("seed") is not None and grid is None:
             sampler["seed"] = sampler["seed"] + seed_offset
         return _build_sampler(sampler, grid)
 

@@ -54,7 +54,7 @@ def test_complete_trial_records_everything_needed_to_retrain_it(trec_dir: Path) 
     assert trial.state == TrialState.COMPLETE
     attrs = trial.user_attrs
     cfg = config_mod.from_mapping(attrs["config"])
-    assert cfg == spec.build_config(trial.params)
+    assert cfg == spec.build_config(trial.params).replace(threads=1)  # the threads it ran with
     assert cfg.lr == trial.params["lr"] and cfg.hidden_dim == 8 and cfg.epochs == 2
     assert attrs["seed"] == cfg.seed
     assert attrs["host"] == socket.gethostname()

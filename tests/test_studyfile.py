@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from hpsearch import studyfile
-from hpsearch.config import TrainConfig
+from hpsearch.config import TrainConfig, yaml_load
 from hpsearch.errors import ConfigError, StudyError
 from hpsearch.studyfile import load_study, parse_study
 
@@ -59,19 +59,19 @@ def test_shipped_studies_load() -> None:
     names = [p.stem for p in studyfile.list_study_files(REPO_STUDIES)]
     assert {"regularization", "configuration"} <= set(names)
     reg = load_study("regularization", REPO_STUDIES)
-    assert reg.name == "regularization" and reg.epochs == 30 and reg.trials == 40
+    raw = yaml_load((REPO_STUDIES / "regularization.yaml").read_text())
+    assert reg.name == "regularization"
+    assert (reg.epochs, reg.trials) == (raw["budget"]["epochs"], raw["budget"]["trials"])
     assert list(reg.space) == ["lr", "dropout", "alpha", "grad_clip"]
     assert reg.config["regularizer"] == "l2" and reg.config["optimizer"] == "adam"
-    assert reg.enqueue == [
-        {
-            "lr": 8.726644867850513e-4,
-            "dropout": 0.014878368933965491,
-            "alpha": 6.332825849228081e-4,
-            "grad_clip": 3.409241906075233,
-        }
-    ]
+    assert reg.enqueue[0] == {  # the report's best point is tried first
+        "lr": 8.726644867850513e-4,
+        "dropout": 0.014878368933965491,
+        "alpha": 6.332825849228081e-4,
+        "grad_clip": 3.409241906075233,
+    }
     best = reg.build_config(reg.enqueue[0])
-    assert (best.hidden_dim, best.batch_size, best.epochs) == (200, 32, 30)
+    assert (best.hidden_dim, best.batch_size, best.epochs) == (200, 32, reg.epochs)
     assert isinstance(reg.make_sampler(), optuna.samplers.TPESampler)
 
     conf = load_study(REPO_STUDIES / "configuration.yaml")
@@ -407,7 +407,7 @@ def test_build_config_maps_params_onto_trainconfig() -> None:
     config = spec.build_config(params)
     assert isinstance(config, TrainConfig)
     assert (config.lr, config.dropout, config.alpha, config.grad_clip) == (1e-4, 0.25, 1e-3, 5.0)
-    assert (config.optimizer, config.regularizer, config.epochs) == ("adam", "l2", 30)
+    assert (config.optimizer, config.regularizer, config.epochs) == ("adam", "l2", spec.epochs)
     with pytest.raises(ConfigError, match="dropout"):
         spec.build_config({**params, "dropout": 1.0})
 
@@ -432,7 +432,7 @@ def test_differences_report_ranges_and_ignore_budget(tmp_path: Path) -> None:
 def test_with_budget_validates() -> None:
     spec = load_study(REPO_STUDIES / "regularization.yaml")
     assert (spec.with_budget(trials=5).trials, spec.with_budget(timeout=9).timeout) == (5, 9.0)
-    assert spec.with_budget().trials == 40
+    assert spec.with_budget().trials == spec.trials
     with pytest.raises(ConfigError, match="--trials: must be >= 1"):
         spec.with_budget(trials=0)
     with pytest.raises(ConfigError, match="--timeout"):
@@ -486,3 +486,23 @@ def test_seed_offset_shifts_the_sampler_seed(tmp_path: Path) -> None:
     assert shifted != first_lr(spec.make_sampler())
     unseeded = load_study(write(tmp_path, changed(sampler={"name": "random", "seed": None})))
     assert isinstance(unseeded.make_sampler(seed_offset=3), optuna.samplers.RandomSampler)
+
+
+def test_grid_workers_share_one_grid_order(tmp_path: Path) -> None:
+    # Trial n gets grid point n of the seed-shuffled grid: workers with different offsets must
+    # still agree on the order, or points repeat and others are never run.
+    data = {
+        "name": "g",
+        "config": {"epochs": 2},
+        "space": {"lr": {"choices": [1e-4, 1e-3, 1e-2]}, "dropout": {"choices": [0.0, 0.1]}},
+        "sampler": {"name": "grid", "seed": 3},
+    }
+    spec = load_study(write(tmp_path, data))
+    study = optuna.create_study(direction="maximize", sampler=spec.make_sampler(0))
+    other = optuna.load_study(
+        study_name=study.study_name, storage=study._storage, sampler=spec.make_sampler(7)
+    )
+    for i in range(6):
+        (study if i % 2 else other).optimize(lambda t: float(len(spec.suggest(t))), n_trials=1)
+    points = {tuple(sorted(t.params.items())) for t in study.trials}
+    assert len(points) == 6
