@@ -18,6 +18,8 @@ the first trial's start and the last trial's end), with their ratios to the firs
 from __future__ import annotations
 
 import argparse
+import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -51,6 +53,7 @@ class Run:
     steady: float  # first trial's start to last trial's end
     trials: int  # COMPLETE trials
     trial_seconds: float  # median training seconds of a trial (user attr "seconds")
+    cpu: float  # CPU seconds of the launcher and its workers
     load: str  # /proc/loadavg before the run
 
     @property
@@ -80,19 +83,30 @@ def write_study(directory: Path, trials: int, epochs: int, low: int, high: int) 
     return path
 
 
-def run_once(workers: int, study: Path, directory: Path, data_dir: Path | None, tag: str) -> Run:
+def run_once(
+    workers: int,
+    study: Path,
+    directory: Path,
+    data_dir: Path | None,
+    tag: str,
+    prefix: list[str],
+) -> Run:
     db = directory / f"{tag}.db"
     url = f"sqlite:///{db}"
-    cmd = [sys.executable, "-m", "hpsearch", "run", "--study", str(study)]
+    cmd = [*prefix, sys.executable, "-m", "hpsearch", "run", "--study", str(study)]
     cmd += ["--workers", str(workers), "--storage", url]
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
     load = loadavg()
     launched = datetime.now()
+    # The workers are waited for by the launcher, so their CPU time reaches us through it.
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(directory / f"{tag}.log", "wb") as log:
         code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     if code != 0:
         tail = (directory / f"{tag}.log").read_text(errors="replace")[-2000:]
         raise SystemExit(f"{' '.join(cmd)} exited with {code}:\n{tail}")
@@ -109,6 +123,7 @@ def run_once(workers: int, study: Path, directory: Path, data_dir: Path | None, 
         trials=len(trials),
         trial_seconds=statistics.median(float(t.user_attrs["seconds"]) for t in trials),
         load=load,
+        cpu=cpu,
     )
 
 
@@ -121,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, nargs=2, default=[64, 100], metavar=("LOW", "HIGH"))
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="keep the databases and logs here")
+    parser.add_argument(
+        "--prefix", default="", help="run the command under this one, e.g. 'chrt --batch 0'"
+    )
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -137,12 +155,15 @@ def main(argv: list[str] | None = None) -> int:
             shift = rep % len(args.workers)
             order = args.workers[shift:] + args.workers[:shift]
             for n in order:
-                run = run_once(n, study, directory, args.data_dir, f"w{n}-r{rep}")
+                run = run_once(
+                    n, study, directory, args.data_dir, f"w{n}-r{rep}", shlex.split(args.prefix)
+                )
                 runs.append(run)
                 print(
                     f"  repeat {rep} workers {n}: {run.wall:6.1f} s wall, "
                     f"{run.per_hour:6.0f} trials/h end to end, {run.steady_per_hour:6.0f} steady "
-                    f"(startup {run.startup:.1f} s, trial {run.trial_seconds:.2f} s), "
+                    f"(startup {run.startup:.1f} s, trial {run.trial_seconds:.2f} s, "
+                    f"CPU {run.cpu:.1f} s), "
                     f"load before {run.load}",
                     flush=True,
                 )
@@ -156,14 +177,15 @@ def main(argv: list[str] | None = None) -> int:
             statistics.median(r.steady_per_hour for r in mine),
             statistics.median(r.startup for r in mine),
             statistics.median(r.trial_seconds for r in mine),
+            statistics.median(r.cpu for r in mine),
         )
     print(f"\nmedians over {args.repeats} repeats (ratios vs {base_n} worker(s)); load {loadavg()}")
-    print("workers  trials/h  ratio  steady trials/h  ratio  startup s  trial s")
+    print("workers  trials/h  ratio  steady trials/h  ratio  startup s  trial s  CPU s")
     base = medians[base_n]
-    for n, (e2e, steady, startup, trial) in medians.items():
+    for n, (e2e, steady, startup, trial, cpu) in medians.items():
         print(
             f"{n:>7}  {e2e:8.0f}  {e2e / base[0]:5.2f}  {steady:15.0f}  {steady / base[1]:5.2f}"
-            f"  {startup:9.1f}  {trial:7.2f}"
+            f"  {startup:9.1f}  {trial:7.2f}  {cpu:5.1f}"
         )
     return 0
 

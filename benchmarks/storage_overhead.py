@@ -183,13 +183,13 @@ def run_backend(
     real_lock = storage_mod.budget_lock
 
     @contextlib.contextmanager
-    def budget_lock(*args: Any, **kwargs: Any) -> Iterator[None]:
+    def budget_lock(*args: Any, **kwargs: Any) -> Iterator[Any]:
         started = time.perf_counter()
         lock = real_lock(*args, **kwargs)
-        lock.__enter__()
+        held = lock.__enter__()  # a check that the lock is still held, in this version
         timings.add("budget_lock (take)", time.perf_counter() - started)
         try:
-            yield
+            yield _timer(held, "budget_lock (check)", timings) if callable(held) else held
         finally:
             started = time.perf_counter()
             lock.__exit__(None, None, None)
@@ -250,7 +250,7 @@ def report(
         f"  per trial besides (lock, count, create, suggest, attributes, tell, sampler): "
         f"{trial_all:.1f} ms, storage {trial_db:.1f} ms"
     )
-    for n in (epochs, SHORT_TRIAL_EPOCHS):
+    for n in sorted({epochs, SHORT_TRIAL_EPOCHS}, reverse=True):
         train_ms = n * epoch_ms
         db = (trial_db + n * epoch_db) / train_ms
         everything = (trial_all + n * epoch_all) / train_ms

@@ -81,10 +81,15 @@ def _optuna_figures(data: StudyData) -> dict[str, tuple[str, dict[str, Any]]]:
     """stem -> (name of the Optuna plot function, its keyword arguments)."""
     figures: dict[str, tuple[str, dict[str, Any]]] = {"history": ("plot_optimization_history", {})}
     if data.importances is not None:
-        figures["importances"] = ("plot_param_importances", {"params": data.complete_params})
+        figures["importances"] = ("plot_param_importances", {"params": list(data.importances)})
     if data.complete_params and data.n_complete > 1:
         figures["parallel"] = ("plot_parallel_coordinate", {"params": data.complete_params})
     return figures
+
+
+def _source(data: StudyData, stem: str) -> optuna.Study:
+    """Importances come from every scored trial (see report.load); the rest from the study."""
+    return data.scored if stem == "importances" and data.scored is not None else data.study
 
 
 def curves(data: StudyData) -> list[tuple[FrozenTrial, list[int], list[float]]]:
@@ -109,7 +114,9 @@ def png_optuna(data: StudyData, stem: str, function: str, kwargs: dict[str, Any]
     # Optuna's plots switch the global style to ggplot; the context restores the caller's.
     with plt.style.context("default"):
         plt.rcParams.update({"figure.figsize": size.get(stem, (9, 5)), "figure.autolayout": True})
-        ax = getattr(ovm, function)(data.study, target_name=METRIC, **kwargs)
+        with warnings.catch_warnings():  # matplotlib: a constant axis in parallel coordinates
+            warnings.simplefilter("ignore", UserWarning)
+            ax = getattr(ovm, function)(_source(data, stem), target_name=METRIC, **kwargs)
     for loc in ("left", "right"):
         ax.set_title("", loc=loc)
     ax.set_title(f"{data.name}: {FIGURES[stem]}", pad=14)
@@ -303,7 +310,7 @@ def html_figures(data: StudyData) -> dict[str, Any]:
     import optuna.visualization as ov
 
     figures = {
-        stem: getattr(ov, function)(data.study, target_name=METRIC, **kwargs)
+        stem: getattr(ov, function)(_source(data, stem), target_name=METRIC, **kwargs)
         for stem, (function, kwargs) in _optuna_figures(data).items()
     }
     if data.pair_axes:

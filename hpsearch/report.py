@@ -154,6 +154,7 @@ class StudyData:
     importances: dict[str, float] | None
     pair_axes: list[Axis]  # Figure 1's parameters
     notes: list[str]
+    scored: optuna.Study | None = None  # every scored trial as complete: for importances
 
     @property
     def name(self) -> str:
@@ -183,6 +184,20 @@ def plottable_params(params: Sequence[str], trials: Sequence[FrozenTrial]) -> li
     return [p for p in params if any(p in t.params for t in complete)]
 
 
+def scored_study(trials: Sequence[FrozenTrial]) -> optuna.Study:
+    """An in-memory study holding every trial with a ``trial_score`` as a complete trial."""
+    scored = optuna.create_study(direction="maximize")
+    for t in trials:
+        score = trial_score(t)
+        if score is not None:
+            scored.add_trial(
+                optuna.trial.create_trial(
+                    params=t.params, distributions=t.distributions, value=score
+                )
+            )
+    return scored
+
+
 def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
     study = export.load_study_for_reading(study_name, url)
     best = export.best_complete_trial(study)  # StudyError when nothing completed
@@ -197,12 +212,21 @@ def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
             f"importances and parallel coordinates leave out {', '.join(unplottable)}: "
             "no complete trial has it"
         )
-    if n_complete > 1 and len(plottable) > 1:
-        importances = optuna.importance.get_param_importances(study, params=plottable)
+    # Importances over every scored trial, pruned ones at their best epoch (as Figure 1
+    # scores them): under pruning the complete trials are a few survivors that all look
+    # alike, and importances computed on them alone rank the decisive parameters last.
+    scored = scored_study(trials)
+    scored_params = [p for p in params if any(p in t.params for t in scored.trials)]
+    if len(scored.trials) > 1 and len(scored_params) > 1:
+        importances = optuna.importance.get_param_importances(scored, params=scored_params)
+        notes.append(
+            f"importances from {len(scored.trials)} trials: complete ones by their value, "
+            "pruned ones by the best validation accuracy they reached"
+        )
     else:
         notes.append(
-            "parameter importances skipped: they need 2 or more complete trials and searched "
-            f"parameters ({n_complete} and {len(plottable)} here)"
+            "parameter importances skipped: they need 2 or more scored trials and searched "
+            f"parameters ({len(scored.trials)} and {len(scored_params)} here)"
         )
     if n_complete < 2:
         notes.append("parallel coordinates skipped: one complete trial")
@@ -214,7 +238,7 @@ def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
     if not params:
         notes.append("Figure 1 (pairs) skipped: no searched parameters")
     axes = study_axes(trials, pair_params, bins=bins)
-    return StudyData(study, trials, best, n_complete, params, importances, axes, notes)
+    return StudyData(study, trials, best, n_complete, params, importances, axes, notes, scored)
 
 
 def counts_by_state(trials: Sequence[FrozenTrial]) -> dict[str, int]:
