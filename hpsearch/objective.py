@@ -67,7 +67,9 @@ class Objective:
                 # inside a finalizer, which torch runs constantly): stop here instead.
                 raise KeyboardInterrupt
             trial.report(stats.valid_acc, step=stats.epoch)
-            if trial.should_prune():
+            # After the last epoch there is nothing left to save: a trial that trained in
+            # full is a result, even if a pruner's rung falls on its final epoch.
+            if stats.epoch < cfg.epochs and trial.should_prune():
                 trial.set_user_attr("epochs_run", epochs_run)
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
                 raise optuna.TrialPruned(
