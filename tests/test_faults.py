@@ -157,9 +157,10 @@ def states(study: optuna.Study) -> Counter[str]:
 
 
 def running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Running trials that have reached the objective (and so have a heartbeat)."""
+    """Running trials that are training: they have their worker and their parameters (the
+    objective records the worker first, then suggests)."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return [t for t in trials if "worker" in t.user_attrs]
+    return [t for t in trials if "worker" in t.user_attrs and "config" in t.user_attrs]
 
 
 def assert_budget_met(study: optuna.Study, budget: int) -> None:
