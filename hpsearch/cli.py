@@ -92,6 +92,7 @@ StudiesDirOpt = Annotated[
     typer.Option("--studies-dir", envvar="HPSEARCH_STUDIES_DIR", help="Where study files live."),
 ]
 
+StudyNameOpt = Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")]
 TrialsOpt = Annotated[
     int | None,
     typer.Option("--trials", "-n", min=1, help="Finished trials for the study (all workers)."),
@@ -304,7 +305,7 @@ def worker_cmd(
 
 @command("export")
 def export_cmd(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")],
+    study: StudyNameOpt,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
@@ -336,7 +337,7 @@ def export_cmd(
 
 @command("best")
 def best_cmd(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")],
+    study: StudyNameOpt,
     storage: StorageOpt = None,
 ) -> None:
     """Show the best trial of a study.
@@ -352,7 +353,7 @@ def best_cmd(
 
 @command("evaluate")
 def evaluate_cmd(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")],
+    study: StudyNameOpt,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Retraining runs.")] = 3,
     storage: StorageOpt = None,
     data_dir: DataDirOpt = None,
@@ -379,7 +380,7 @@ def evaluate_cmd(
 
 @command("report")
 def report_cmd(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")],
+    study: StudyNameOpt,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Directory (default: reports/STUDY).")
     ] = None,
