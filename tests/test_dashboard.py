@@ -19,15 +19,19 @@ import pytest
 from hpsearch import dashboard, storage
 from hpsearch.errors import StorageError
 
-TRIALS_PER_WRITER = 25
+# The writers run until the test has read the dashboard while they write (so a slow start of
+# the server or a busy CI machine cannot turn the check into a race), then stop.
+READS_WHILE_WRITING = 5
+MAX_TRIALS = 400
 
 # A worker's storage (heartbeats, WAL, busy timeout) and a trivial objective; any exception,
 # "database is locked" included, makes the process exit non-zero with it on stderr.
 WRITER = """
 import sys, time, optuna
+from pathlib import Path
 from hpsearch import storage
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url, name, stop = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 study = optuna.create_study(
     study_name=name, storage=storage.open_storage(url), direction="maximize",
     load_if_exists=True,
@@ -38,8 +42,12 @@ def objective(trial):
         trial.report(x * (step + 1) / 3, step)
         time.sleep(0.01)
     return x
-study.optimize(objective, n_trials=n)
+def until_told(study, trial):
+    if stop.exists():
+        study.stop()
+study.optimize(objective, n_trials=MAX_TRIALS, callbacks=[until_told])
 """
+
 SERVER = (
     "import sys; from hpsearch.dashboard import serve; serve(sys.argv[1], port=int(sys.argv[2]))"
 )
@@ -94,32 +102,53 @@ def test_dashboard_serves_while_two_workers_write(tmp_path: Path) -> None:
                 assert server.poll() is None, "the dashboard exited"
                 assert time.monotonic() < deadline, "the dashboard never answered"
                 time.sleep(0.2)
+        stop = tmp_path / "stop"
         writers = [
             subprocess.Popen(
-                [sys.executable, "-c", WRITER, url, "live", str(TRIALS_PER_WRITER)],
+                [
+                    sys.executable,
+                    "-c",
+                    WRITER.replace("MAX_TRIALS", str(MAX_TRIALS)),
+                    url,
+                    "live",
+                    str(stop),
+                ],
                 stderr=subprocess.PIPE,
                 text=True,
             )
             for _ in range(2)
         ]
-        seen_during_writes = 0
-        complete = 0
-        deadline = time.monotonic() + 25
-        while complete < 2 * TRIALS_PER_WRITER:
-            assert time.monotonic() < deadline, f"dashboard shows {complete} complete trials"
+        reads_while_writing = 0
+        deadline = time.monotonic() + 60
+        while reads_while_writing < READS_WHILE_WRITING:
+            assert time.monotonic() < deadline, f"{reads_while_writing} reads while writing"
+            assert all(w.poll() is None for w in writers), "a writer ended before it was told"
             studies = get_json(f"{base}/api/studies")["study_summaries"]
             if studies:
                 assert [s["study_name"] for s in studies] == ["live"]
                 detail = get_json(f"{base}/api/studies/{studies[0]['study_id']}?after=0")
-                complete = sum(t["state"] == "Complete" for t in detail["trials"])
-                if any(w.poll() is None for w in writers):
-                    seen_during_writes = max(seen_during_writes, len(detail["trials"]))
+                if detail["trials"]:
+                    reads_while_writing += 1
             time.sleep(0.1)
+        stop.touch()
         for writer in writers:
-            _, err = writer.communicate(timeout=20)
+            _, err = writer.communicate(timeout=30)
             assert writer.returncode == 0, err
             assert "locked" not in err, err
-        assert seen_during_writes > 0, "the dashboard was never read while workers wrote"
+        # Once the writers are done, the dashboard shows exactly what the database holds.
+        stored = optuna.load_study(study_name="live", storage=url).get_trials(deepcopy=False)
+        assert 0 < len(stored) < 2 * MAX_TRIALS
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in stored)
+        # The dashboard caches trials for a few seconds; it catches up with what is stored.
+        study_id = get_json(f"{base}/api/studies")["study_summaries"][0]["study_id"]
+        deadline = time.monotonic() + 30
+        while True:
+            detail = get_json(f"{base}/api/studies/{study_id}?after=0")
+            complete = sum(t["state"] == "Complete" for t in detail["trials"])
+            if complete == len(stored):
+                break
+            assert time.monotonic() < deadline, f"dashboard: {complete} of {len(stored)} complete"
+            time.sleep(0.2)
         assert listening_addresses(port) == {"0100007F"}, "not bound to loopback only"
     finally:
         for proc in [*writers, server]:
