@@ -256,9 +256,11 @@ def worker_cmd(
     """
     from hpsearch import objective, studyfile, workers
     from hpsearch import storage as storage_mod
+    from hpsearch.slots import CpuSlots
 
     spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
     url = storage_mod.resolve_url(storage)
+    cpu_slots = CpuSlots.from_env()  # set by `hpsearch run` when workers outnumber cores
     objective.check_inputs(spec)
     name = worker_id or f"{os.uname().nodename}-{os.getpid()}"
     # SIGTERM (docker stop, kill) takes the same path as Ctrl-C: Optuna marks the running
@@ -294,6 +296,7 @@ def worker_cmd(
             # Workers started by hand on several machines must not share a sampler seed.
             seed_offset=os.getpid() if seed_offset is None else seed_offset,
             stop=stop,
+            cpu_slots=cpu_slots,
         )
     except KeyboardInterrupt:
         err_console.print(f"{name}: interrupted")

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from rich.markup import escape
 
 from hpsearch import display
 from hpsearch import storage as storage_mod
+from hpsearch.slots import ENV_SLOTS, CpuSlots
 from hpsearch.studyfile import StudySpec
 from hpsearch.workers import DB_DOWN, Counts, count_trials, open_study
 
@@ -60,17 +62,23 @@ def start_workers(
     data_dir: Path | None,
     deadline: float | None,
     on_line: Callable[[str, str], None] | None = None,
+    cpu_slots: CpuSlots | None = None,
 ) -> Launch:
-    """Start ``workers`` ``hpsearch worker`` processes for a study that already exists."""
+    """Start ``workers`` ``hpsearch worker`` processes for a study that already exists;
+    with ``cpu_slots`` they take turns to train (hpsearch.slots)."""
     assert spec.path is not None, "run needs a study loaded from a file"
     threads = threads_per_worker(workers)
     gpus = _gpu_count()
     launch = Launch()
     host = os.uname().nodename
+    base_env = {**os.environ, storage_mod.ENV_URL: url, "PYTHONUNBUFFERED": "1"}
+    base_env.pop(ENV_SLOTS, None)
+    if cpu_slots is not None:
+        base_env[ENV_SLOTS] = cpu_slots.to_env()
     for i in range(workers):
         name = f"{host}-w{i + 1}"
         # The URL travels in the environment, not argv: argv is visible to every user in `ps`.
-        env = {**os.environ, storage_mod.ENV_URL: url, "PYTHONUNBUFFERED": "1"}
+        env = dict(base_env)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)  # round-robin, one GPU per worker
         cmd = [sys.executable, "-m", "hpsearch", "worker", "--study", str(spec.path)]
@@ -179,12 +187,16 @@ def run_study(
         f"storage {storage_mod.mask_url(url)}",
         soft_wrap=True,
     )
-    if workers > available_cores():
-        # Measured (benchmarks/README.md): 4 workers on 2 cores ran 0.73-0.78x the trials/h
-        # of 2; the extra processes only add start-up and contention on the CPU.
+    cores = available_cores()
+    slots_dir = None
+    cpu_slots = None
+    if workers > cores and not _gpu_count():
+        # More CPU workers than cores would time-slice the cores (measured slower than one
+        # worker per core, benchmarks/README.md): they take turns instead.
+        slots_dir = tempfile.TemporaryDirectory(prefix="hpsearch-slots-")
+        cpu_slots = CpuSlots(Path(slots_dir.name), cores)
         console.print(
-            f"note: {workers} workers on {available_cores()} cores; on the CPU, more workers "
-            "than cores is slower, not faster",
+            f"note: {workers} workers on {cores} cores: at most {cores} train at a time",
             soft_wrap=True,
         )
     started = time.time()
@@ -201,6 +213,7 @@ def run_study(
         workers=workers,
         data_dir=data_dir,
         deadline=deadline,
+        cpu_slots=cpu_slots,
         # Escaped: a worker's "[...]" must not be read as markup (a stray "[/x]" raises).
         on_line=lambda name, line: console.print(
             f"[dim]{escape(name)}[/dim] {escape(line.removeprefix(name + ': '))}",
@@ -233,6 +246,8 @@ def run_study(
         stop_workers(launch)
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if slots_dir is not None:
+            slots_dir.cleanup()
     try:
         orphans = fail_orphans(study, launch.names)
         best = display.best_trial(study)

@@ -12,6 +12,7 @@ all claimed waits for the running trials instead of leaving.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -29,6 +30,7 @@ from optuna.trial import TrialState
 from hpsearch import storage as storage_mod
 from hpsearch.errors import StorageError, StudyError
 from hpsearch.objective import Objective
+from hpsearch.slots import CpuSlots
 from hpsearch.studyfile import StudySpec
 
 log = logging.getLogger(__name__)
@@ -231,12 +233,14 @@ def work(
     force: bool = False,
     seed_offset: int = 0,
     stop: threading.Event | None = None,
+    cpu_slots: CpuSlots | None = None,
 ) -> WorkerSummary:
     """Run trials of ``spec`` until the study's budget is spent or ``deadline`` passes.
 
     ``seed_offset`` shifts the sampler's seed: the launcher gives worker i offset i, so one
     worker reproduces the study file's seed exactly and parallel workers explore differently.
     Once ``stop`` is set, KeyboardInterrupt is raised before the next trial or epoch.
+    With ``cpu_slots`` each trial first waits for a free slot (hpsearch.slots).
     """
     retry_seconds = db_retry_seconds()  # a bad value is an error before the study exists
     study = open_study(spec, url, force=force, seed_offset=seed_offset)
@@ -253,6 +257,10 @@ def work(
         if deadline is not None and time.time() >= deadline:
             summary.reason = "timeout"
             return summary
+        slot = contextlib.ExitStack()  # the CPU slot, held until this round ends
+        if cpu_slots is not None and not slot.enter_context(cpu_slots.hold(deadline)):
+            slot.close()
+            continue  # the deadline passed while waiting: the check above ends the run
         try:
             with _held(storage_mod.budget_lock(url, spec.name)) as (release, still_held):
                 with warnings.catch_warnings():
@@ -330,4 +338,7 @@ def work(
                     f"{worker}: database unavailable for over {retry_seconds:g} s, "
                     f"giving up: {reason}"
                 ) from None
+            slot.close()  # a slot is for training, not for waiting out an outage
             time.sleep(min(2.0, retry_seconds))
+        finally:
+            slot.close()

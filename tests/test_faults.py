@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -634,10 +635,11 @@ def test_diverged_trial_fails_with_its_reason_and_the_worker_goes_on(
     assert study is not None
     first, second = study.get_trials()
     assert first.state == TrialState.FAIL
-    assert first.user_attrs["error"].startswith("loss became nan at epoch 1")
+    # nan or inf: which comes first depends on the CPU and its kernels (both seen).
+    assert re.match(r"loss became (nan|-?inf) at epoch 1,", first.user_attrs["error"])
     assert second.state == TrialState.COMPLETE and second.params == {"lr": 1.0e-2}
     err = procs.err("w")
-    assert "Traceback" not in err and "loss became nan" in err
+    assert "Traceback" not in err and re.search(r"loss became (nan|-?inf)", err)
 
 
 @pytest.fixture

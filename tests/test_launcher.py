@@ -8,6 +8,7 @@ finished study.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -209,3 +210,39 @@ def test_changed_spec_is_refused_unless_forced(finished: Finished, runner: CliRu
 )
 def test_threads_per_worker_never_oversubscribes(workers: int, cores: int, threads: int) -> None:
     assert launcher.threads_per_worker(workers, cores) == threads
+
+
+def test_workers_beyond_the_cores_take_turns(tmp_path: Path, trec_dir: Path) -> None:
+    # Three workers pinned to one core: only one may train at a time (hpsearch.slots), so no
+    # two trials' lifetimes overlap, and the study still gets its exact budget.
+    (tmp_path / "study.yaml").write_text(STUDY_YAML)
+    cmd = [sys.executable, "-m", "hpsearch", "run", "--study", "study.yaml"]
+    cmd += ["--workers", "3", "--trials", "6"]
+    one_core = {min(os.sched_getaffinity(0))}
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=_env(trec_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, one_core),
+    )
+    try:
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 0, output
+    assert "3 workers on 1 cores: at most 1 train at a time" in output
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/hpsearch.db")
+    try:
+        trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+    finally:
+        storage.engine.dispose()
+    assert len(trials) == 6
+    assert len({t.user_attrs["worker"] for t in trials}) > 1, "one worker ran everything"
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert end is not None and start is not None
+        assert start >= end, f"two trials trained at once: one ended {end}, next began {start}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,7 +94,8 @@ def test_diverging_trial_fails_and_the_worker_goes_on(trec_dir: Path, tmp_path: 
     diverged, good = study.trials
     assert diverged.state == TrialState.FAIL
     assert diverged.params == {"lr": 1.0e6}
-    assert diverged.user_attrs["error"].startswith("loss became nan at epoch 1")
+    # nan or inf: which comes first depends on the CPU and its kernels (both seen).
+    assert re.match(r"loss became (nan|-?inf) at epoch 1,", diverged.user_attrs["error"])
     assert diverged.user_attrs["epochs_run"] == 0
     assert good.state == TrialState.COMPLETE  # the failure did not use up the budget
     assert good.user_attrs["epochs_run"] == 2
