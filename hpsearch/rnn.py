@@ -44,6 +44,8 @@ def packed_tanh_rnn(
             biases = [torch.zeros(rnn.hidden_size, dtype=data.dtype, device=data.device)] * 2
         out = _PackedTanhRNN.apply(out, sizes, *weights, *biases)
     # A question of length L ends at step L - 1: its final state is its row of that step.
+    if sizes[-1] == sizes[0]:  # one length (most length-bucketed batches): the last step
+        return out, out[-sizes[0] :]
     steps = torch.tensor(sizes)
     starts = torch.cumsum(steps, 0) - steps
     rows = torch.arange(sizes[0])
@@ -86,26 +88,29 @@ class _PackedTanhRNN(torch.autograd.Function):
         deriv = torch.addcmul(torch.ones_like(out), out, out, value=-1.0)
         grad_h = grad_out.clone()  # gains, step by step, the gradient from the next step
         grad_a = torch.empty_like(out)  # gradient of each step's pre-activation
-        offset = out.shape[0]
-        carry: Tensor | None = None
-        for size in reversed(sizes):
-            offset -= size
-            step = slice(offset, offset + size)
-            if carry is not None:
-                grad_h[offset : offset + carry.shape[0]] += carry
-            torch.mul(grad_h[step], deriv[step], out=grad_a[step])
-            carry = grad_a[step] @ w_hh if offset > 0 else None
+        end = out.shape[0]
+        for t in range(len(sizes) - 1, -1, -1):
+            size = sizes[t]
+            start = end - size
+            step_grad = torch.mul(grad_h[start:end], deriv[start:end], out=grad_a[start:end])
+            if t > 0:  # into the previous step's first `size` rows, which fed this step
+                before = start - sizes[t - 1]
+                grad_h[before : before + size].addmm_(step_grad, w_hh)
+            end = start
         # Weight gradients: one product over all steps. Step t's pre-activation saw the
         # previous step's first sizes[t] rows as the hidden state.
         first = sizes[0]
-        steps = torch.tensor(sizes)
-        starts = torch.cumsum(steps, 0) - steps
-        step_of_row = torch.repeat_interleave(torch.arange(1, len(sizes)), steps[1:])
-        row_in_step = torch.arange(first, out.shape[0]) - starts[step_of_row]
-        prev_rows = starts[step_of_row - 1] + row_in_step
+        if sizes[-1] == first:  # one length: the previous rows are simply one step back
+            prev = out[: out.shape[0] - first]
+        else:
+            steps = torch.tensor(sizes)
+            starts = torch.cumsum(steps, 0) - steps
+            step_of_row = torch.repeat_interleave(torch.arange(1, len(sizes)), steps[1:])
+            row_in_step = torch.arange(first, out.shape[0]) - starts[step_of_row]
+            prev = out[(starts[step_of_row - 1] + row_in_step).to(out.device)]
         grad_x = grad_a @ w_ih if ctx.needs_input_grad[0] else None
         grad_w_ih = grad_a.t() @ x
-        grad_w_hh = grad_a[first:].t() @ out[prev_rows.to(out.device)]
+        grad_w_hh = grad_a[first:].t() @ prev
         grad_b = grad_a.sum(0)
         # Two tensors: autograd may adopt a returned gradient as a parameter's .grad.
         return grad_x, None, grad_w_ih, grad_w_hh, grad_b, grad_b.clone()
