@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 
 from hpsearch.errors import ConfigError
+from hpsearch.storage import set_user_attrs
 from hpsearch.studyfile import StudySpec
 from hpsearch.train import EpochStats, TrainingDiverged, train_from_config
 
@@ -39,14 +40,12 @@ class Objective:
         self.host = socket.gethostname()
 
     def __call__(self, trial: optuna.Trial) -> float:
-        trial.set_user_attr("host", self.host)
-        trial.set_user_attr("worker", self.worker)
         params = self.spec.suggest(trial)
         try:
             cfg = self.spec.build_config(params)
         except ConfigError as exc:
             # Sampled params that conflict (each valid alone): say why, as for any failure.
-            trial.set_user_attr("error", str(exc))
+            set_user_attrs(trial, {"host": self.host, "worker": self.worker, "error": str(exc)})
             raise
         if self.threads is not None:
             cfg = cfg.replace(threads=self.threads)
@@ -54,8 +53,10 @@ class Objective:
         # dies) can be retrained exactly: `hpsearch export` writes this, `train` reads it.
         # It includes the thread count: on CPU the summation order, and so the weights after
         # a few epochs, depend on it.
-        trial.set_user_attr("config", cfg.to_dict())
-        trial.set_user_attr("seed", cfg.seed)
+        set_user_attrs(
+            trial,
+            {"host": self.host, "worker": self.worker, "config": cfg.to_dict(), "seed": cfg.seed},
+        )
         epochs_run = 0
         started = time.perf_counter()
 
@@ -70,8 +71,8 @@ class Objective:
             # After the last epoch there is nothing left to save: a trial that trained in
             # full is a result, even if a pruner's rung falls on its final epoch.
             if stats.epoch < cfg.epochs and trial.should_prune():
-                trial.set_user_attr("epochs_run", epochs_run)
-                trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+                seconds = round(time.perf_counter() - started, 3)
+                set_user_attrs(trial, {"epochs_run": epochs_run, "seconds": seconds})
                 raise optuna.TrialPruned(
                     f"pruned at epoch {stats.epoch} with valid_acc {stats.valid_acc:.4f}"
                 )
@@ -81,18 +82,22 @@ class Objective:
         except TrainingDiverged as exc:
             # A diverged run is a property of its parameters, not a crash: record why, so the
             # dashboard shows it, and let Optuna mark the trial FAIL.
-            trial.set_user_attr("error", str(exc))
-            trial.set_user_attr("epochs_run", epochs_run)
+            set_user_attrs(trial, {"error": str(exc), "epochs_run": epochs_run})
             raise
         except optuna.TrialPruned:
             raise
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
             raise
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("epochs_run", len(result.history))
-        trial.set_user_attr("seconds", round(result.seconds, 3))
-        trial.set_user_attr("num_parameters", result.num_parameters)
+        set_user_attrs(
+            trial,
+            {
+                "best_epoch": result.best_epoch,
+                "epochs_run": len(result.history),
+                "seconds": round(result.seconds, 3),
+                "num_parameters": result.num_parameters,
+            },
+        )
         return float(result.best_valid_acc)
 
 

@@ -103,6 +103,29 @@ class _RDBStorage(optuna.storages.RDBStorage):
         else:
             self._beat_failing = False
 
+    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
+        """Several user attributes in one transaction: Optuna commits each attribute on
+        its own, and a commit is a round trip plus a log flush on a database server."""
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for key, value in attrs.items():
+                self._set_trial_attr_without_commit(
+                    session, optuna_models.TrialUserAttributeModel, trial_id, key, value
+                )
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """``trial.set_user_attr`` for each of ``attrs``, in one transaction on hpsearch's
+    database storage (benchmarks/README.md, storage_overhead.py), one by one elsewhere."""
+    backend = getattr(trial.storage, "_backend", trial.storage)  # Optuna's cache wraps it
+    if not isinstance(backend, _RDBStorage) or len(attrs) < 2:
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        return
+    backend.set_trial_user_attrs(trial._trial_id, attrs)
+    trial._cached_frozen_trial.user_attrs.update(attrs)  # as Trial.set_user_attr does
+
 
 _memory_locks: dict[tuple[str, str], threading.Lock] = {}
 _memory_locks_guard = threading.Lock()

@@ -19,6 +19,7 @@ from urllib.parse import quote, quote_plus
 
 import optuna
 import pytest
+import sqlalchemy
 
 from hpsearch import storage
 from hpsearch.errors import StorageError
@@ -508,3 +509,33 @@ def test_silent_server_times_out(scheme: str, silent_server: int) -> None:
             f"{scheme}://u:{ENCODED}@127.0.0.1:{silent_server}/db", connect_timeout=2
         )
     assert 1.5 < time.monotonic() - start < 6
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_set_user_attrs_is_one_transaction(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'attrs.db'}"
+        name = "attrs"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        name = f"attrs-{uuid.uuid4().hex}"
+    backend = storage.open_storage(url, heartbeat=False)
+    study = optuna.create_study(study_name=name, storage=backend)
+    try:
+        trial = study.ask()
+        commits: list[object] = []
+        listener = commits.append
+        sqlalchemy.event.listen(backend.engine, "commit", listener)
+        attrs = {"host": "h", "worker": "w", "config": {"lr": 1e-3, "cell": "rnn"}, "seed": 3}
+        storage.set_user_attrs(trial, attrs)
+        sqlalchemy.event.remove(backend.engine, "commit", listener)
+        assert len(commits) == 1
+        assert trial.user_attrs == attrs  # the trial object sees them, as set_user_attr does
+        stored = optuna.load_study(study_name=name, storage=url).trials[0].user_attrs
+        assert stored == attrs
+        storage.set_user_attrs(trial, {"seed": 4})  # overwrites, like set_user_attr
+        assert optuna.load_study(study_name=name, storage=url).trials[0].user_attrs["seed"] == 4
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
