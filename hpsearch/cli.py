@@ -95,10 +95,10 @@ StudiesDirOpt = Annotated[
 StudyNameOpt = Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")]
 TrialsOpt = Annotated[
     int | None,
-    typer.Option("--trials", "-n", min=1, help="Finished trials for the study (all workers)."),
+    typer.Option("--trials", "-n", help="Finished trials for the study (all workers)."),
 ]
 TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", min=0.001, help="Stop starting trials after S s.")
+    float | None, typer.Option("--timeout", help="Stop starting trials after S s.")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Resume even if the study file changed.")]
 
@@ -198,7 +198,7 @@ def studies_cmd(storage: StorageOpt = None, studies_dir: StudiesDirOpt = None) -
 @command("run")
 def run_cmd(
     study: StudyOpt,
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes.")] = 1,
     trials: TrialsOpt = None,
     timeout: TimeoutOpt = None,
     storage: StorageOpt = None,
@@ -357,7 +357,7 @@ def best_cmd(
 @command("evaluate")
 def evaluate_cmd(
     study: StudyNameOpt,
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Retraining runs.")] = 3,
+    seeds: Annotated[int, typer.Option("--seeds", help="Retraining runs.")] = 3,
     storage: StorageOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -406,7 +406,7 @@ def report_cmd(
 @command("compare")
 def compare_cmd(
     studies: Annotated[list[str], typer.Argument(help="Study names in the database.")],
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Retraining runs per study.")] = 3,
+    seeds: Annotated[int, typer.Option("--seeds", help="Retraining runs per study.")] = 3,
     evaluate: Annotated[
         bool,
         typer.Option("--evaluate/--no-evaluate", help="Retrain the best configurations on test."),

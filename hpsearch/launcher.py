@@ -29,6 +29,7 @@ from rich.markup import escape
 
 from hpsearch import display
 from hpsearch import storage as storage_mod
+from hpsearch.errors import UsageError
 from hpsearch.slots import ENV_SLOTS, CpuSlots
 from hpsearch.studyfile import StudySpec
 from hpsearch.workers import DB_DOWN, Counts, count_trials, open_study
@@ -180,6 +181,8 @@ def run_study(
     starts, so a bad spec or URL fails fast with one message instead of N.
     SIGINT and SIGTERM stop every worker; none of their trials is left RUNNING.
     """
+    if workers < 1:
+        raise UsageError(f"--workers: must be >= 1, got {workers}")
     console = console or Console(stderr=True)
     study = open_study(spec, url, force=force, heartbeat=False)
     console.print(

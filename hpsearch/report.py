@@ -322,6 +322,8 @@ def compare(
     """One row per study: best validation accuracy, test accuracy over ``seeds`` retrainings
     (reusing a stored evaluation of the same best trial and seed count), trials by state,
     epochs and seconds trained. A study without a complete trial gets a row without scores."""
+    if seeds < 1:
+        raise UsageError(f"--seeds: must be >= 1, got {seeds}")
     # Every study is opened before any retraining, so a typo fails in seconds, not hours.
     studies = [export.load_study_for_reading(n, url) for n in dict.fromkeys(study_names)]
     rows = []

@@ -178,6 +178,6 @@ def test_export_then_train_reproduces_the_best_trial(cli: CliRunner) -> None:
 
 
 def test_click_exceptions_keep_their_exit_status(cli: CliRunner) -> None:
-    result = _invoke(cli, "run", "--study", "x", "--workers", "0")
+    result = _invoke(cli, "run", "--study", "x", "--workers", "many")
     assert result.exit_code == click.UsageError.exit_code == 2
     assert "--workers" in result.output

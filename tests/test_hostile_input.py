@@ -143,11 +143,18 @@ def test_malformed_study_file(workdir: Path, text: str, expected: list[str]) -> 
     no_database(workdir)
 
 
-def test_trials_option_must_be_positive(workdir: Path) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--trials", "0", "--trials: must be >= 1, got 0"),
+        ("--timeout", "-5", "--timeout: must be > 0 seconds, got -5.0"),
+        ("--workers", "0", "--workers: must be >= 1, got 0"),
+    ],
+)
+def test_run_options_out_of_range(workdir: Path, option: str, value: str, expected: str) -> None:
     path = write(workdir / "study.yaml", BASE)
-    result = invoke("run", "-s", path, "--trials", "0", "--storage", SQLITE)
-    assert result.exit_code == 2
-    assert "--trials" in result.stderr  # click's usage error (a box, not one line)
+    line = one_line_error(invoke("run", "-s", path, option, value, "--storage", SQLITE))
+    assert expected in line
     no_database(workdir)
 
 
