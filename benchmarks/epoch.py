@@ -4,6 +4,7 @@
     python benchmarks/epoch.py --threads 2
     python benchmarks/epoch.py --config bilstm-attention-glove
     python benchmarks/epoch.py --epochs 40 --no-reference   # accuracy of the default config
+    python benchmarks/epoch.py --torch-rnn                  # hpsearch with torch's nn.RNN
 
 An "epoch" is one pass over the training split plus the validation pass, for both
 implementations. The first epoch is a warm-up; the median of the following ones is reported.
@@ -25,6 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 
 from hpsearch.config import TrainConfig, from_mapping
 from hpsearch.data import CLASSES, PAD, Dataset, Split, load_dataset
+from hpsearch.model import RNNClassifier
 from hpsearch.train import EpochStats, train
 
 CONFIGS: dict[str, dict[str, object]] = {
@@ -192,7 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--no-reference", action="store_true", help="time hpsearch only")
+    parser.add_argument(
+        "--torch-rnn",
+        action="store_true",
+        help="hpsearch with nn.RNN instead of its CPU tanh RNN (hpsearch.rnn), to measure it",
+    )
     args = parser.parse_args(argv)
+    if args.torch_rnn:
+        original_init = RNNClassifier.__init__
+
+        def init_with_torch_rnn(self: RNNClassifier, *a: Any, **k: Any) -> None:
+            original_init(self, *a, **k)
+            self.fast_rnn = False
+
+        RNNClassifier.__init__ = init_with_torch_rnn  # type: ignore[method-assign]
 
     torch.set_num_threads(args.threads)
     cfg = from_mapping(

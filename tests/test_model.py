@@ -141,6 +141,21 @@ def test_attention_pooling_equals_multihead_attention_with_a_learned_query() -> 
     torch.testing.assert_close(pooling(outputs, mask), expected[:, 0])
 
 
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_cpu_tanh_rnn_path_equals_nn_rnn(pooling: str, num_layers: int) -> None:
+    # The packed plain RNN runs hpsearch.rnn on the CPU; the model must not notice.
+    model = model_for(tiny_cfg(cell="rnn", pooling=pooling, num_layers=num_layers))
+    assert model.fast_rnn
+    batch = batch_of(*rows(5, 5, 3, 1, 4))
+    fast = model(batch)
+    model.fast_rnn = False
+    torch.testing.assert_close(fast, model(batch))
+    assert not model_for(tiny_cfg(cell="rnn", bidirectional=True)).fast_rnn
+    assert not model_for(tiny_cfg(cell="rnn", packed=False)).fast_rnn
+    assert not model_for(tiny_cfg(cell="gru")).fast_rnn
+
+
 def test_fc_head_with_batchnorm() -> None:
     cfg = tiny_cfg(head_layers=2, head_hidden_dim=7, head_batchnorm=True, head_dropout=0.1)
     model = model_for(cfg)
