@@ -40,12 +40,16 @@ class Objective:
         self.host = socket.gethostname()
 
     def __call__(self, trial: optuna.Trial) -> float:
+        # Who runs the trial is recorded before the sampler works (that can take a while on a
+        # long study), so that every RUNNING trial names its worker: `run` fails the trials of
+        # the workers it had to kill by that name.
+        set_user_attrs(trial, {"host": self.host, "worker": self.worker})
         params = self.spec.suggest(trial)
         try:
             cfg = self.spec.build_config(params)
         except ConfigError as exc:
             # Sampled params that conflict (each valid alone): say why, as for any failure.
-            set_user_attrs(trial, {"host": self.host, "worker": self.worker, "error": str(exc)})
+            trial.set_user_attr("error", str(exc))
             raise
         if self.threads is not None:
             cfg = cfg.replace(threads=self.threads)
@@ -53,10 +57,7 @@ class Objective:
         # dies) can be retrained exactly: `hpsearch export` writes this, `train` reads it.
         # It includes the thread count: on CPU the summation order, and so the weights after
         # a few epochs, depend on it.
-        set_user_attrs(
-            trial,
-            {"host": self.host, "worker": self.worker, "config": cfg.to_dict(), "seed": cfg.seed},
-        )
+        set_user_attrs(trial, {"config": cfg.to_dict(), "seed": cfg.seed})
         epochs_run = 0
         started = time.perf_counter()
 
