@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +70,35 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
     proc.wait()
 
 
+def _run_process(
+    directory: Path,
+    trec_dir: Path,
+    *,
+    workers: int,
+    trials: int,
+    preexec_fn: Callable[[], None] | None = None,
+) -> tuple[int, str]:
+    """`hpsearch run` of STUDY_YAML in ``directory`` as a real process: (exit code, output)."""
+    (directory / "study.yaml").write_text(STUDY_YAML)
+    cmd = [sys.executable, "-m", "hpsearch", "run", "--study", "study.yaml"]
+    cmd += ["--workers", str(workers), "--trials", str(trials)]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=directory,
+        env=_env(trec_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
+    )
+    try:
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        _kill_group(proc)
+    return proc.returncode, output
+
+
 def _states(directory: Path) -> Counter[str]:
     storage = optuna.storages.RDBStorage(f"sqlite:///{directory}/hpsearch.db")
     try:
@@ -94,23 +123,8 @@ class Finished:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory, trec_dir: Path) -> Iterator[Finished]:
     directory = tmp_path_factory.mktemp("run")
-    (directory / "study.yaml").write_text(STUDY_YAML)
-    cmd = [sys.executable, "-m", "hpsearch", "run", "--study", "study.yaml"]
-    cmd += ["--workers", str(WORKERS), "--trials", str(TRIALS)]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=directory,
-        env=_env(trec_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = proc.communicate(timeout=180)
-    finally:
-        _kill_group(proc)
-    yield Finished(directory, proc.returncode, output, _states(directory))
+    returncode, output = _run_process(directory, trec_dir, workers=WORKERS, trials=TRIALS)
+    yield Finished(directory, returncode, output, _states(directory))
 
 
 @pytest.fixture
@@ -215,25 +229,15 @@ def test_threads_per_worker_never_oversubscribes(workers: int, cores: int, threa
 def test_workers_beyond_the_cores_take_turns(tmp_path: Path, trec_dir: Path) -> None:
     # Three workers pinned to one core: only one may train at a time (hpsearch.slots), so no
     # two trials' lifetimes overlap, and the study still gets its exact budget.
-    (tmp_path / "study.yaml").write_text(STUDY_YAML)
-    cmd = [sys.executable, "-m", "hpsearch", "run", "--study", "study.yaml"]
-    cmd += ["--workers", "3", "--trials", "6"]
     one_core = {min(os.sched_getaffinity(0))}
-    proc = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        env=_env(trec_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    returncode, output = _run_process(
+        tmp_path,
+        trec_dir,
+        workers=3,
+        trials=6,
         preexec_fn=lambda: os.sched_setaffinity(0, one_core),
     )
-    try:
-        output, _ = proc.communicate(timeout=180)
-    finally:
-        _kill_group(proc)
-    assert proc.returncode == 0, output
+    assert returncode == 0, output
     assert "3 workers on 1 cores: at most 1 train at a time" in output
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/hpsearch.db")
     try:
