@@ -210,10 +210,12 @@ def run_cmd(
 
     Example: hpsearch run --study regularization --workers 4 --trials 40
     """
-    from hpsearch import launcher, objective, studyfile
+    from hpsearch import launcher, objective, spawn, studyfile
     from hpsearch import storage as storage_mod
     from hpsearch.data import ensure_data
 
+    # The fork server imports torch on the other core while the inputs are checked here.
+    spawn.warm_up(spawn.start_method())
     spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
     url = storage_mod.resolve_url(storage)
     ensure_data(data_dir)  # download once here, not in N workers at the same time

@@ -3,6 +3,7 @@
 Workers are processes, not threads: training holds the GIL between torch ops, and a crashed
 or killed worker must not take the others down. Each gets ``cores // N`` torch threads so
 that N workers never oversubscribe the CPU, and one GPU (round-robin) when there are GPUs.
+They are forked from a fork server that has imported torch once (hpsearch.spawn).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +31,7 @@ from hpsearch import display
 from hpsearch import storage as storage_mod
 from hpsearch.errors import UsageError
 from hpsearch.slots import ENV_SLOTS, CpuSlots
+from hpsearch.spawn import StartMethod, WorkerHandle, start_method, start_worker, warm_up
 from hpsearch.studyfile import StudySpec
 from hpsearch.workers import DB_DOWN, Counts, count_trials, open_study
 
@@ -50,7 +51,7 @@ def available_cores() -> int:
 
 @dataclass
 class Launch:
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    processes: list[WorkerHandle] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     stderr_tails: dict[str, list[str]] = field(default_factory=dict)
 
@@ -64,8 +65,9 @@ def start_workers(
     deadline: float | None,
     on_line: Callable[[str, str], None] | None = None,
     cpu_slots: CpuSlots | None = None,
+    method: StartMethod | None = None,
 ) -> Launch:
-    """Start ``workers`` ``hpsearch worker`` processes for a study that already exists;
+    """Start ``workers`` ``hpsearch worker`` processes (hpsearch.spawn) for a study that exists;
     with ``cpu_slots`` they take turns to train (hpsearch.slots)."""
     assert spec.path is not None, "run needs a study loaded from a file"
     threads = threads_per_worker(workers)
@@ -82,14 +84,14 @@ def start_workers(
         env = dict(base_env)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)  # round-robin, one GPU per worker
-        cmd = [sys.executable, "-m", "hpsearch", "worker", "--study", str(spec.path)]
+        cmd = ["--study", str(spec.path)]
         cmd += ["--worker-id", name, "--threads", str(threads), "--trials", str(spec.trials)]
         cmd += ["--seed-offset", str(i)]
         if deadline is not None:
             cmd += ["--timeout", f"{max(deadline - time.time(), 0.001):.3f}"]
         if data_dir is not None:
             cmd += ["--data-dir", str(data_dir)]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = start_worker(cmd, env, method)
         launch.processes.append(proc)
         launch.names.append(name)
         tail: list[str] = []
@@ -101,7 +103,7 @@ def start_workers(
 
 
 def _pump(
-    proc: subprocess.Popen[bytes],
+    proc: WorkerHandle,
     name: str,
     tail: list[str],
     on_line: Callable[[str, str], None] | None,
@@ -183,6 +185,8 @@ def run_study(
     """
     if workers < 1:
         raise UsageError(f"--workers: must be >= 1, got {workers}")
+    method = start_method()  # checked before anything is written
+    warm_up(method)  # the fork server imports torch while the study is opened
     console = console or Console(stderr=True)
     study = open_study(spec, url, force=force, heartbeat=False)
     console.print(
@@ -217,6 +221,7 @@ def run_study(
         data_dir=data_dir,
         deadline=deadline,
         cpu_slots=cpu_slots,
+        method=method,
         # Escaped: a worker's "[...]" must not be read as markup (a stray "[/x]" raises).
         on_line=lambda name, line: console.print(
             f"[dim]{escape(name)}[/dim] {escape(line.removeprefix(name + ': '))}",
@@ -264,7 +269,7 @@ def run_study(
     result = RunResult(
         study_name=spec.name,
         counts=counts,
-        exit_codes=[p.returncode for p in launch.processes],
+        exit_codes=[p.wait() for p in launch.processes],  # all have exited
         interrupted=interrupted.is_set(),
         orphans_failed=orphans,
         best_value=best.value if best else None,

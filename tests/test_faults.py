@@ -181,14 +181,10 @@ def worker_pids(study_file: Path) -> list[int]:
     """Live ``hpsearch worker`` processes for ``study_file`` (from /proc; Linux)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"worker" in argv and str(study_file).encode() in argv:
-            found.append(int(entry.name))
+        if entry.name.isdigit():
+            argv = _argv(int(entry.name))
+            if "worker" in argv and str(study_file) in argv:
+                found.append(int(entry.name))
     return found
 
 
@@ -245,7 +241,7 @@ def test_run_finishes_the_budget_when_one_of_its_workers_is_killed(
     study = wait_study(url, "half", run)
     victim = wait_for(lambda: running(study), "a running trial", watch=(run,))[0]
     name = victim.user_attrs["worker"]
-    pids = [p for p in worker_pids(path) if b"--worker-id\0" + name.encode() + b"\0" in _argv(p)]
+    pids = [p for p in worker_pids(path) if _option(_argv(p), "--worker-id") == name]
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
 
@@ -255,11 +251,18 @@ def test_run_finishes_the_budget_when_one_of_its_workers_is_killed(
     assert study.get_trials()[victim.number].state == TrialState.FAIL
 
 
-def _argv(pid: int) -> bytes:
+def _argv(pid: int) -> list[str]:
+    """A process's command line as words: NUL-separated for a started process, one
+    space-separated title for a worker forked by ``hpsearch run`` (hpsearch.spawn)."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return b""
+        return []
+    return raw.replace(b"\0", b" ").decode(errors="replace").split()
+
+
+def _option(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
 
 
 # --- the launcher interrupted ----------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""hpsearch.spawn: workers forked from the fork server behave like started ``hpsearch worker``s.
+
+Each test forks real workers (the fork server is started once for this pytest process).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from hpsearch import spawn
+from hpsearch.cli import app
+from hpsearch.errors import UsageError
+
+pytestmark = pytest.mark.skipif(not spawn.forkserver_available(), reason="no fork server")
+
+STUDY_YAML = """\
+name: forked
+config: {cell: rnn, hidden_dim: 8, embedding_dim: 8, batch_size: 256}
+space:
+  lr: {low: 1.0e-3, high: 1.0e-2, log: true}
+budget: {trials: 1, epochs: 400}
+"""
+
+
+def _env(trec_dir: Path, url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPSEARCH_")}
+    return env | {"HPSEARCH_DATA_DIR": str(trec_dir), "HPSEARCH_STORAGE": url}
+
+
+def _stderr(worker: spawn.WorkerHandle) -> str:
+    assert worker.stderr is not None
+    return worker.stderr.read().decode()
+
+
+def test_a_forked_worker_reports_usage_errors_like_the_cli(
+    tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bad.yaml").write_text("name: bad\nspace: {lr: {low: 0.1, high: 0.01}}\n")
+    monkeypatch.chdir(tmp_path)  # a relative path resolves against the launcher's directory
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    worker = spawn.start_worker(["--study", "bad.yaml"], _env(trec_dir, url))
+    assert isinstance(worker, spawn.ForkedWorker)
+    err = _stderr(worker)
+    assert worker.wait(timeout=60) == 2, err
+    assert worker.returncode == 2
+    assert "bad.yaml: space.lr: low (0.1) must be < high (0.01)" in err
+    assert not (tmp_path / "db.sqlite").exists()  # nothing written
+
+
+def test_a_forked_worker_trains_shows_its_name_and_stops_on_sigint(
+    tmp_path: Path, trec_dir: Path
+) -> None:
+    path = tmp_path / "forked.yaml"
+    path.write_text(STUDY_YAML)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    args = ["--study", str(path), "--worker-id", "fw1", "--threads", "1"]
+    worker = spawn.start_worker(args, _env(trec_dir, url))
+    try:
+        deadline = time.monotonic() + 90
+        running: list[optuna.trial.FrozenTrial] = []
+        while not running and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+            try:
+                study = optuna.load_study(study_name="forked", storage=url)
+            except KeyError:  # not created yet
+                continue
+            running = [t for t in study.trials if t.intermediate_values]
+        assert running, "the forked worker never reported an epoch"
+        assert running[0].user_attrs["worker"] == "fw1"
+        title = Path(f"/proc/{worker.pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
+        assert title[:4] == [b"hpsearch", b"worker", b"--study", str(path).encode()]
+        with pytest.raises(subprocess.TimeoutExpired):
+            worker.wait(timeout=0.01)
+
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(timeout=30) == 130
+        assert "fw1: interrupted" in _stderr(worker)
+        (trial,) = optuna.load_study(study_name="forked", storage=url).trials
+        assert trial.state == optuna.trial.TrialState.FAIL  # no trial left RUNNING
+        worker.send_signal(signal.SIGINT)  # an exited worker: nothing to signal, no error
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
+
+
+def test_a_killed_forked_worker_reports_the_signal(tmp_path: Path, trec_dir: Path) -> None:
+    path = tmp_path / "forked.yaml"
+    path.write_text(STUDY_YAML)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    worker = spawn.start_worker(["--study", str(path)], _env(trec_dir, url))
+    worker.kill()
+    assert worker.wait(timeout=30) == -signal.SIGKILL  # as subprocess.Popen reports it
+
+
+def test_start_method_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(spawn.ENV_START, raising=False)
+    assert spawn.start_method() is spawn.StartMethod.forkserver
+    monkeypatch.setenv(spawn.ENV_START, " Subprocess ")
+    assert spawn.start_method() is spawn.StartMethod.subprocess
+    monkeypatch.setenv(spawn.ENV_START, "thread")
+    with pytest.raises(UsageError, match=r"HPSEARCH_WORKER_START: must be forkserver or "):
+        spawn.start_method()
+
+
+def test_subprocess_start_method_starts_a_fresh_interpreter(tmp_path: Path, trec_dir: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    env = _env(trec_dir, url)
+    worker = spawn.start_worker(["--study", "missing.yaml"], env, spawn.StartMethod.subprocess)
+    assert isinstance(worker, subprocess.Popen)
+    err = _stderr(worker)
+    assert worker.wait(timeout=60) == 2
+    assert "missing.yaml: study file not found" in err
+
+
+def test_a_bad_start_method_stops_run_before_anything_is_written(
+    tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "forked.yaml"
+    path.write_text(STUDY_YAML)
+    db = tmp_path / "db.sqlite"
+    monkeypatch.setenv(spawn.ENV_START, "thread")
+    args = ["run", "-s", str(path), "--storage", f"sqlite:///{db}", "--data-dir", str(trec_dir)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "HPSEARCH_WORKER_START: must be forkserver or subprocess, got 'thread'" in result.output
+    assert not db.exists()
