@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 
 from hpsearch.errors import ConfigError
+from hpsearch.pruning import acts_at
 from hpsearch.storage import set_user_attrs
 from hpsearch.studyfile import StudySpec
 from hpsearch.train import EpochStats, TrainingDiverged, train_from_config
@@ -38,6 +39,8 @@ class Objective:
         self.threads = threads
         self.should_stop = should_stop
         self.host = socket.gethostname()
+        # Asking the pruner reads the database; it is asked only when it can act.
+        self.pruner_acts_at = acts_at(spec.pruner)
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Who runs the trial is recorded before the sampler works (that can take a while on a
@@ -71,7 +74,11 @@ class Objective:
             trial.report(stats.valid_acc, step=stats.epoch)
             # After the last epoch there is nothing left to save: a trial that trained in
             # full is a result, even if a pruner's rung falls on its final epoch.
-            if stats.epoch < cfg.epochs and trial.should_prune():
+            if (
+                stats.epoch < cfg.epochs
+                and self.pruner_acts_at(stats.epoch)
+                and trial.should_prune()
+            ):
                 seconds = round(time.perf_counter() - started, 3)
                 set_user_attrs(trial, {"epochs_run": epochs_run, "seconds": seconds})
                 raise optuna.TrialPruned(
