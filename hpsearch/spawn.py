@@ -12,14 +12,16 @@ directory, umask and the environment built for it, runs ``hpsearch worker`` with
 arguments through the same CLI entry point (same messages, same exit codes), writes its
 stderr to a pipe the launcher reads, and shows ``hpsearch worker ...`` in ``ps``.
 The fork server has only imported modules: no thread, no CUDA context, no database
-connection exists in it, so forking it is safe. Where there is no fork server (Windows), or
-with ``HPSEARCH_WORKER_START=subprocess``, workers are started as ``python -m hpsearch
-worker`` subprocesses instead (each paying the start-up; benchmarks/scaling.py compares them).
+connection exists in it, so forking it is safe. Where there is no fork server (Windows), where
+it cannot be started (a warning says why), or with ``HPSEARCH_WORKER_START=subprocess``,
+workers are started as ``python -m hpsearch worker`` subprocesses instead (each paying the
+start-up; benchmarks/scaling.py compares the two).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -34,6 +36,7 @@ from typing import IO, Any, Protocol
 from hpsearch.errors import UsageError
 
 ENV_START = "HPSEARCH_WORKER_START"
+log = logging.getLogger(__name__)
 
 # Imported once in the fork server; every forked worker starts with them loaded.
 PRELOAD = [
@@ -90,23 +93,39 @@ def start_method() -> StartMethod:
 def warm_up(method: StartMethod) -> None:
     """Start the fork server now (it imports in the background, on another core), so that
     it is ready when the first worker is forked; no-op for subprocesses and when running."""
-    if method is StartMethod.forkserver:
-        multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-        multiprocessing.forkserver.ensure_running()
+    if method is StartMethod.forkserver and _fallback_reason is None:
+        try:
+            multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+            multiprocessing.forkserver.ensure_running()
+        except OSError as exc:
+            _fall_back(exc)
 
 
 def start_worker(
     args: list[str], env: dict[str, str], method: StartMethod | None = None
 ) -> WorkerHandle:
     """``hpsearch worker ARGS`` with environment ``env``, stdout discarded, stderr piped."""
-    if (method or start_method()) is StartMethod.forkserver:
-        return ForkedWorker(args, env)
+    if (method or start_method()) is StartMethod.forkserver and _fallback_reason is None:
+        try:
+            return ForkedWorker(args, env)
+        except OSError as exc:  # no socket, no fds left, ...: slower, but the run goes on
+            _fall_back(exc)
     return subprocess.Popen(
         [sys.executable, "-m", "hpsearch", "worker", *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+_fallback_reason: str | None = None  # why the fork server failed; workers are subprocesses
+
+
+def _fall_back(exc: OSError) -> None:
+    global _fallback_reason
+    if _fallback_reason is None:
+        _fallback_reason = str(exc) or type(exc).__name__
+        log.warning("cannot use a fork server (%s): starting workers as subprocesses", exc)
 
 
 class ForkedWorker:

@@ -5,6 +5,7 @@ Each test forks real workers (the fork server is started once for this pytest pr
 
 from __future__ import annotations
 
+import multiprocessing.forkserver
 import os
 import signal
 import subprocess
@@ -132,3 +133,55 @@ def test_a_bad_start_method_stops_run_before_anything_is_written(
     assert result.exit_code == 2, result.output
     assert "HPSEARCH_WORKER_START: must be forkserver or subprocess, got 'thread'" in result.output
     assert not db.exists()
+
+
+def test_workers_start_as_subprocesses_when_the_fork_server_cannot_start(
+    tmp_path: Path,
+    trec_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def no_socket(*args: object, **kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(spawn, "_fallback_reason", None)
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", no_socket)
+    spawn.warm_up(spawn.StartMethod.forkserver)
+    assert "Too many open files" in caplog.text
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    worker = spawn.start_worker(["--study", "missing.yaml"], _env(trec_dir, url))
+    assert isinstance(worker, subprocess.Popen)
+    assert worker.wait(timeout=60) == 2
+    assert "missing.yaml: study file not found" in _stderr(worker)
+    assert caplog.text.count("cannot use a fork server") == 1
+
+
+def test_a_worker_that_cannot_be_forked_starts_as_a_subprocess(
+    tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_socket(*args: object, **kwargs: object) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(spawn, "_fallback_reason", None)
+    monkeypatch.setattr(multiprocessing.forkserver, "connect_to_new_process", no_socket)
+    pipes: list[tuple[int, int]] = []
+    closed: list[int] = []
+    real_pipe, real_close = os.pipe, os.close
+
+    def pipe() -> tuple[int, int]:
+        pipes.append(real_pipe())
+        return pipes[-1]
+
+    def close(fd: int) -> None:
+        closed.append(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(os, "pipe", pipe)
+    monkeypatch.setattr(os, "close", close)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    worker = spawn.start_worker(["--study", "missing.yaml"], _env(trec_dir, url))
+    monkeypatch.undo()
+    assert isinstance(worker, subprocess.Popen)
+    assert worker.wait(timeout=60) == 2
+    assert "missing.yaml: study file not found" in _stderr(worker)
+    assert set(pipes[0]) <= set(closed)  # the failed fork's stderr pipe: both ends closed
