@@ -1,4 +1,5 @@
-"""Storage URLs, masking, opening Optuna's storage, and the cross-process budget lock."""
+"""The study database: URLs and masking (hpsearch.dburl), opening Optuna's storage, and the
+cross-process budget lock (hpsearch.locks), all through the names hpsearch.storage exports."""
 
 from __future__ import annotations
 
