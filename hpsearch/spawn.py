@@ -90,6 +90,16 @@ def start_method() -> StartMethod:
     return method
 
 
+_fallback_reason: str | None = None  # why the fork server failed; workers are subprocesses
+
+
+def _fall_back(exc: OSError) -> None:
+    global _fallback_reason
+    if _fallback_reason is None:
+        _fallback_reason = str(exc) or type(exc).__name__
+        log.warning("cannot use a fork server (%s): starting workers as subprocesses", exc)
+
+
 def warm_up(method: StartMethod) -> None:
     """Start the fork server now (it imports in the background, on another core), so that
     it is ready when the first worker is forked; no-op for subprocesses and when running."""
@@ -116,16 +126,6 @@ def start_worker(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-
-
-_fallback_reason: str | None = None  # why the fork server failed; workers are subprocesses
-
-
-def _fall_back(exc: OSError) -> None:
-    global _fallback_reason
-    if _fallback_reason is None:
-        _fallback_reason = str(exc) or type(exc).__name__
-        log.warning("cannot use a fork server (%s): starting workers as subprocesses", exc)
 
 
 class ForkedWorker:
