@@ -13,7 +13,8 @@ arguments through the same CLI entry point (same messages, same exit codes), wri
 stderr to a pipe the launcher reads, and shows ``hpsearch worker ...`` in ``ps``.
 The fork server has only imported modules: no thread, no CUDA context, no database
 connection exists in it, so forking it is safe. Where there is no fork server (Windows), where
-it cannot be started (a warning says why), or with ``HPSEARCH_WORKER_START=subprocess``,
+it cannot be started (a warning says why), when the program is a script that a forked worker
+would run again (``main_reruns_safely``), or with ``HPSEARCH_WORKER_START=subprocess``,
 workers are started as ``python -m hpsearch worker`` subprocesses instead (each paying the
 start-up; benchmarks/scaling.py compares the two).
 """
@@ -76,10 +77,13 @@ def forkserver_available() -> bool:
 
 
 def start_method() -> StartMethod:
-    """``HPSEARCH_WORKER_START``, checked; by default the fork server where there is one."""
+    """``HPSEARCH_WORKER_START``, checked; by default the fork server where there is one and
+    the program's main module may be imported by a worker (``main_reruns_safely``)."""
     value = os.environ.get(ENV_START, "").strip().lower()
     if not value:
-        return StartMethod.forkserver if forkserver_available() else StartMethod.subprocess
+        if forkserver_available() and main_reruns_safely():
+            return StartMethod.forkserver
+        return StartMethod.subprocess
     try:
         method = StartMethod(value)
     except ValueError:
@@ -98,6 +102,26 @@ def _fall_back(exc: OSError) -> None:
     if _fallback_reason is None:
         _fallback_reason = str(exc) or type(exc).__name__
         log.warning("cannot use a fork server (%s): starting workers as subprocesses", exc)
+
+
+def main_reruns_safely() -> bool:
+    """Whether a forked worker may import this program's main module.
+
+    multiprocessing runs the parent's main module again in every child, as ``__mp_main__``
+    (all but a package's ``__main__``). The ``hpsearch`` command, ``python -m hpsearch`` and
+    a notebook are safe; a user's script that calls ``run_study`` without an ``if __name__
+    == "__main__":`` guard would start a new run in every worker, so such a script gets
+    subprocess workers.
+    """
+    main = sys.modules.get("__main__")
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if spec_name is not None:
+        return bool(spec_name == "__main__" or spec_name.endswith(".__main__"))
+    if getattr(main, "__file__", None) is None:
+        return True  # interactive: nothing to run again
+    from hpsearch import cli
+
+    return getattr(main, "main", None) is cli.main  # pip's guarded `hpsearch` script
 
 
 def warm_up(method: StartMethod) -> None:

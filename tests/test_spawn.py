@@ -5,11 +5,14 @@ Each test forks real workers (the fork server is started once for this pytest pr
 
 from __future__ import annotations
 
+import importlib.machinery
 import multiprocessing.forkserver
 import os
 import signal
 import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 
 import optuna
@@ -21,6 +24,7 @@ from hpsearch.cli import app
 from hpsearch.errors import UsageError
 
 pytestmark = pytest.mark.skipif(not spawn.forkserver_available(), reason="no fork server")
+FORKED = spawn.StartMethod.forkserver  # explicit: the default also depends on __main__
 
 STUDY_YAML = """\
 name: forked
@@ -47,7 +51,7 @@ def test_a_forked_worker_reports_usage_errors_like_the_cli(
     (tmp_path / "bad.yaml").write_text("name: bad\nspace: {lr: {low: 0.1, high: 0.01}}\n")
     monkeypatch.chdir(tmp_path)  # a relative path resolves against the launcher's directory
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    worker = spawn.start_worker(["--study", "bad.yaml"], _env(trec_dir, url))
+    worker = spawn.start_worker(["--study", "bad.yaml"], _env(trec_dir, url), FORKED)
     assert isinstance(worker, spawn.ForkedWorker)
     err = _stderr(worker)
     assert worker.wait(timeout=60) == 2, err
@@ -63,7 +67,7 @@ def test_a_forked_worker_trains_shows_its_name_and_stops_on_sigint(
     path.write_text(STUDY_YAML)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     args = ["--study", str(path), "--worker-id", "fw1", "--threads", "1"]
-    worker = spawn.start_worker(args, _env(trec_dir, url))
+    worker = spawn.start_worker(args, _env(trec_dir, url), FORKED)
     try:
         deadline = time.monotonic() + 90
         running: list[optuna.trial.FrozenTrial] = []
@@ -96,13 +100,14 @@ def test_a_killed_forked_worker_reports_the_signal(tmp_path: Path, trec_dir: Pat
     path = tmp_path / "forked.yaml"
     path.write_text(STUDY_YAML)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    worker = spawn.start_worker(["--study", str(path)], _env(trec_dir, url))
+    worker = spawn.start_worker(["--study", str(path)], _env(trec_dir, url), FORKED)
     worker.kill()
     assert worker.wait(timeout=30) == -signal.SIGKILL  # as subprocess.Popen reports it
 
 
 def test_start_method_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(spawn.ENV_START, raising=False)
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # a REPL
     assert spawn.start_method() is spawn.StartMethod.forkserver
     monkeypatch.setenv(spawn.ENV_START, " Subprocess ")
     assert spawn.start_method() is spawn.StartMethod.subprocess
@@ -149,7 +154,7 @@ def test_workers_start_as_subprocesses_when_the_fork_server_cannot_start(
     spawn.warm_up(spawn.StartMethod.forkserver)
     assert "Too many open files" in caplog.text
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    worker = spawn.start_worker(["--study", "missing.yaml"], _env(trec_dir, url))
+    worker = spawn.start_worker(["--study", "missing.yaml"], _env(trec_dir, url), FORKED)
     assert isinstance(worker, subprocess.Popen)
     assert worker.wait(timeout=60) == 2
     assert "missing.yaml: study file not found" in _stderr(worker)
@@ -179,9 +184,34 @@ def test_a_worker_that_cannot_be_forked_starts_as_a_subprocess(
     monkeypatch.setattr(os, "pipe", pipe)
     monkeypatch.setattr(os, "close", close)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    worker = spawn.start_worker(["--study", "missing.yaml"], _env(trec_dir, url))
+    worker = spawn.start_worker(["--study", "missing.yaml"], _env(trec_dir, url), FORKED)
     monkeypatch.undo()
     assert isinstance(worker, subprocess.Popen)
     assert worker.wait(timeout=60) == 2
     assert "missing.yaml: study file not found" in _stderr(worker)
     assert set(pipes[0]) <= set(closed)  # the failed fork's stderr pipe: both ends closed
+
+
+def test_a_script_that_could_run_again_in_every_worker_gets_subprocesses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpsearch import cli
+
+    monkeypatch.delenv(spawn.ENV_START, raising=False)
+    script = types.ModuleType("__main__")
+    script.__file__ = "/home/user/sweep.py"  # run by path: multiprocessing would re-run it
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert spawn.start_method() is spawn.StartMethod.subprocess
+    script.main = cli.main  # type: ignore[attr-defined]  # pip's `hpsearch` script
+    assert spawn.start_method() is spawn.StartMethod.forkserver
+    package_main = types.ModuleType("__main__")
+    package_main.__spec__ = importlib.machinery.ModuleSpec("hpsearch.__main__", None)
+    monkeypatch.setitem(sys.modules, "__main__", package_main)
+    assert spawn.start_method() is spawn.StartMethod.forkserver  # python -m hpsearch
+    package_main.__spec__ = importlib.machinery.ModuleSpec("tools.sweep", None)
+    assert spawn.start_method() is spawn.StartMethod.subprocess  # python -m tools.sweep
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    assert spawn.start_method() is spawn.StartMethod.forkserver  # a notebook, a REPL
+    monkeypatch.setenv(spawn.ENV_START, "forkserver")
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert spawn.start_method() is spawn.StartMethod.forkserver  # asked for explicitly
