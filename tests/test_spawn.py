@@ -40,6 +40,20 @@ def _env(trec_dir: Path, url: str) -> dict[str, str]:
     return env | {"HPSEARCH_DATA_DIR": str(trec_dir), "HPSEARCH_STORAGE": url}
 
 
+def _url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'db.sqlite'}"
+
+
+def _study_file(tmp_path: Path) -> Path:
+    path = tmp_path / "forked.yaml"
+    path.write_text(STUDY_YAML)
+    return path
+
+
+def _no_socket(*args: object, **kwargs: object) -> None:
+    raise OSError(24, "Too many open files")  # the fork server cannot be reached
+
+
 def _stderr(worker: spawn.WorkerHandle) -> str:
     assert worker.stderr is not None
     return worker.stderr.read().decode()
@@ -50,7 +64,7 @@ def test_a_forked_worker_reports_usage_errors_like_the_cli(
 ) -> None:
     (tmp_path / "bad.yaml").write_text("name: bad\nspace: {lr: {low: 0.1, high: 0.01}}\n")
     monkeypatch.chdir(tmp_path)  # a relative path resolves against the launcher's directory
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = _url(tmp_path)
     worker = spawn.start_worker(["--study", "bad.yaml"], _env(trec_dir, url), FORKED)
     assert isinstance(worker, spawn.ForkedWorker)
     err = _stderr(worker)
@@ -63,9 +77,8 @@ def test_a_forked_worker_reports_usage_errors_like_the_cli(
 def test_a_forked_worker_trains_shows_its_name_and_stops_on_sigint(
     tmp_path: Path, trec_dir: Path
 ) -> None:
-    path = tmp_path / "forked.yaml"
-    path.write_text(STUDY_YAML)
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    path = _study_file(tmp_path)
+    url = _url(tmp_path)
     args = ["--study", str(path), "--worker-id", "fw1", "--threads", "1"]
     worker = spawn.start_worker(args, _env(trec_dir, url), FORKED)
     try:
@@ -97,9 +110,8 @@ def test_a_forked_worker_trains_shows_its_name_and_stops_on_sigint(
 
 
 def test_a_killed_forked_worker_reports_the_signal(tmp_path: Path, trec_dir: Path) -> None:
-    path = tmp_path / "forked.yaml"
-    path.write_text(STUDY_YAML)
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    path = _study_file(tmp_path)
+    url = _url(tmp_path)
     worker = spawn.start_worker(["--study", str(path)], _env(trec_dir, url), FORKED)
     worker.kill()
     assert worker.wait(timeout=30) == -signal.SIGKILL  # as subprocess.Popen reports it
@@ -117,7 +129,7 @@ def test_start_method_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
 
 
 def test_subprocess_start_method_starts_a_fresh_interpreter(tmp_path: Path, trec_dir: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = _url(tmp_path)
     env = _env(trec_dir, url)
     worker = spawn.start_worker(["--study", "missing.yaml"], env, spawn.StartMethod.subprocess)
     assert isinstance(worker, subprocess.Popen)
@@ -129,8 +141,7 @@ def test_subprocess_start_method_starts_a_fresh_interpreter(tmp_path: Path, trec
 def test_a_bad_start_method_stops_run_before_anything_is_written(
     tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "forked.yaml"
-    path.write_text(STUDY_YAML)
+    path = _study_file(tmp_path)
     db = tmp_path / "db.sqlite"
     monkeypatch.setenv(spawn.ENV_START, "thread")
     args = ["run", "-s", str(path), "--storage", f"sqlite:///{db}", "--data-dir", str(trec_dir)]
@@ -146,14 +157,11 @@ def test_workers_start_as_subprocesses_when_the_fork_server_cannot_start(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def no_socket(*args: object, **kwargs: object) -> None:
-        raise OSError(24, "Too many open files")
-
     monkeypatch.setattr(spawn, "_fallback_reason", None)
-    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", no_socket)
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", _no_socket)
     spawn.warm_up(spawn.StartMethod.forkserver)
     assert "Too many open files" in caplog.text
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = _url(tmp_path)
     worker = spawn.start_worker(["--study", "missing.yaml"], _env(trec_dir, url), FORKED)
     assert isinstance(worker, subprocess.Popen)
     assert worker.wait(timeout=60) == 2
@@ -164,11 +172,8 @@ def test_workers_start_as_subprocesses_when_the_fork_server_cannot_start(
 def test_a_worker_that_cannot_be_forked_starts_as_a_subprocess(
     tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_socket(*args: object, **kwargs: object) -> None:
-        raise OSError(24, "Too many open files")
-
     monkeypatch.setattr(spawn, "_fallback_reason", None)
-    monkeypatch.setattr(multiprocessing.forkserver, "connect_to_new_process", no_socket)
+    monkeypatch.setattr(multiprocessing.forkserver, "connect_to_new_process", _no_socket)
     pipes: list[tuple[int, int]] = []
     closed: list[int] = []
     real_pipe, real_close = os.pipe, os.close
@@ -183,7 +188,7 @@ def test_a_worker_that_cannot_be_forked_starts_as_a_subprocess(
 
     monkeypatch.setattr(os, "pipe", pipe)
     monkeypatch.setattr(os, "close", close)
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = _url(tmp_path)
     worker = spawn.start_worker(["--study", "missing.yaml"], _env(trec_dir, url), FORKED)
     monkeypatch.undo()
     assert isinstance(worker, subprocess.Popen)
