@@ -218,7 +218,15 @@ def run_backend(
         return study
 
     fake = fake_training(spec.epochs, epoch_seconds, sleep, timings)
+    # hpsearch's own queries that bypass the storage's methods (a state count, the orphaned
+    # trials' check): timed as storage calls too.
+    count_trials = _timer(workers.count_trials, "count_trials (hpsearch)", timings)
+    orphans = _timer(
+        storage_mod.fail_trials_without_heartbeat, "fail_trials_without_heartbeat", timings
+    )
     with (
+        patched("hpsearch.workers", "count_trials", count_trials),
+        patched("hpsearch.storage", "fail_trials_without_heartbeat", orphans),
         patched("hpsearch.workers", "open_study", open_study),
         patched("hpsearch.storage", "budget_lock", budget_lock),
         patched("hpsearch.objective", "train_from_config", fake),

@@ -24,7 +24,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.pool import NullPool
 
 from hpsearch.dburl import connect_args, failure, mask_url, missing_driver, resolve_url, sqlite_path
 from hpsearch.errors import StorageError
@@ -72,7 +71,7 @@ def db_lock(url: str, study: str | None, timeout: float, what: str) -> Iterator[
         with _file_lock(Path(f"{path}{suffix}"), url, timeout, what):
             yield _always  # flock holds as long as this process does
         return
-    conn = _connect(_lock_engine(url), url)
+    conn = _connect(_lock_engine(url, os.getpid()), url)
 
     def held() -> bool:
         # The lock lives exactly as long as this session: if it still answers, it holds.
@@ -82,15 +81,22 @@ def db_lock(url: str, study: str | None, timeout: float, what: str) -> Iterator[
             return False
         return True
 
+    released = False
     try:
         release, params = _server_acquire(conn, url, name, timeout, what)
         try:
             yield held
         finally:
-            # Closing the connection releases the lock anyway; this only makes it prompt.
             with contextlib.suppress(sa_exc.SQLAlchemyError):
                 conn.execute(release, params)
+                released = True
     finally:
+        if not released:
+            # The session may still hold the lock (a failed release, or an interrupted wait
+            # that the server granted): close it for good instead of pooling it, which
+            # releases whatever it holds.
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                conn.invalidate()
         with contextlib.suppress(sa_exc.SQLAlchemyError):
             conn.close()
 
@@ -167,13 +173,22 @@ def _memory_lock(url: str, name: str, timeout: float, what: str) -> Iterator[Non
 
 
 @functools.cache
-def _lock_engine(url: str) -> Engine:
-    """One connection per held lock (NullPool): closing it is what releases a lock."""
+def _lock_engine(url: str, pid: int) -> Engine:
+    """Connections for locks, one per held lock, pooled between uses.
+
+    A worker takes the budget lock before every trial; a new server connection each time
+    cost ~3 ms of a trial's ~4 on PostgreSQL (benchmarks/README.md). A pooled connection
+    returns to the pool only after its lock was released (see db_lock), is pinged before
+    reuse (the server may have dropped it), and closes with its process, which releases any
+    lock it holds. ``pid`` keys the cache: a forked child must not reuse its parent's sockets.
+    """
     parsed = make_url(url)
     try:
         return sa.create_engine(
             parsed,
-            poolclass=NullPool,
+            pool_size=1,  # one lock at a time per process, as a rule
+            max_overflow=4,  # threads of one process (Optuna's n_jobs) may each hold one
+            pool_pre_ping=True,
             isolation_level="AUTOCOMMIT",  # no transaction held open while waiting
             connect_args=connect_args(parsed, 10.0, io_timeout=None),
         )

@@ -58,6 +58,7 @@ __all__ = [  # the names callers use as storage.X, wherever they are defined
     "StorageError",
     "budget_lock",
     "check_connection",
+    "count_states",
     "error_reason",
     "fail_trials_without_heartbeat",
     "mask_url",
@@ -215,6 +216,27 @@ def fail_trials_without_heartbeat(study: optuna.Study) -> int:
                 if callback is not None:
                     callback(study, copy.deepcopy(study._storage.get_trial(trial_id)))
     return failed
+
+
+def count_states(study: optuna.Study) -> dict[TrialState, int] | None:
+    """How many of the study's trials are in each state, by one ``GROUP BY`` query; None
+    where the storage is not an RDB (the caller then counts ``study.get_trials()``).
+
+    The workers count before every trial. Through Optuna's API that is a ``get_all_trials``,
+    which on a database server costs several queries (trials, their parameters, values and
+    attributes; ~5 ms on a local PostgreSQL, benchmarks/README.md) to answer with five numbers.
+    """
+    backend = getattr(study._storage, "_backend", study._storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return None
+    trials = optuna_models.TrialModel.__table__
+    query = (
+        sa.select(trials.c.state, sa.func.count())
+        .where(trials.c.study_id == study._study_id)
+        .group_by(trials.c.state)
+    )
+    with backend.engine.connect() as conn:
+        return {TrialState(state): int(n) for state, n in conn.execute(query)}
 
 
 def _heartbeat_settings() -> tuple[int, int]:

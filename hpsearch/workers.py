@@ -12,13 +12,14 @@ all claimed waits for the running trials instead of leaving.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,19 +115,16 @@ class Counts:
 
 
 def count_trials(study: optuna.Study) -> Counts:
-    counts = Counts()
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state == TrialState.COMPLETE:
-            counts.complete += 1
-        elif trial.state == TrialState.PRUNED:
-            counts.pruned += 1
-        elif trial.state == TrialState.FAIL:
-            counts.failed += 1
-        elif trial.state == TrialState.RUNNING:
-            counts.running += 1
-        elif trial.state == TrialState.WAITING:
-            counts.waiting += 1
-    return counts
+    states: Mapping[TrialState, int] | None = storage_mod.count_states(study)  # one query
+    if states is None:
+        states = collections.Counter(t.state for t in study.get_trials(deepcopy=False))
+    return Counts(
+        complete=states.get(TrialState.COMPLETE, 0),
+        pruned=states.get(TrialState.PRUNED, 0),
+        failed=states.get(TrialState.FAIL, 0),
+        running=states.get(TrialState.RUNNING, 0),
+        waiting=states.get(TrialState.WAITING, 0),
+    )
 
 
 def open_study(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import signal
 import socket
 import sqlite3
@@ -22,7 +23,7 @@ import optuna
 import pytest
 import sqlalchemy
 
-from hpsearch import storage
+from hpsearch import locks, storage
 from hpsearch.errors import StorageError
 
 SECRET = "p@ss:w/rd"  # every character that must be percent-encoded in a URL
@@ -436,6 +437,69 @@ def test_budget_lock_in_memory_sqlite_and_odd_study_names(tmp_path: Path) -> Non
         with storage.budget_lock(url, name, timeout=1):
             pass
     assert len(list(tmp_path.glob("x.db.*.lock"))) == 4  # one flat file per study
+
+
+def _lock_is_free(url: str, study: str) -> bool:
+    """Whether another session could take the budget lock of ``study`` right now."""
+    name = f"hpsearch:budget:{study}"
+    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                key = locks._pg_key(name)
+                got = conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                if got.scalar():
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    return True
+                return False
+            lock = locks._mysql_lock_name(sqlalchemy.engine.make_url(url), name)
+            got = conn.execute(sqlalchemy.text("SELECT GET_LOCK(:n, 0)"), {"n": lock})
+            if got.scalar() == 1:
+                conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": lock})
+                return True
+            return False
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "server_url",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+    indirect=True,
+)
+def test_server_lock_connection_is_pooled_after_an_explicit_release(
+    server_url: str, study_name: str
+) -> None:
+    pool = locks._lock_engine(storage.resolve_url(server_url), os.getpid()).pool
+    for _ in range(2):
+        with storage.budget_lock(server_url, study_name, timeout=5) as held:
+            assert held()
+            assert not _lock_is_free(server_url, study_name)
+        assert _lock_is_free(server_url, study_name)  # released, though its session lives on
+        assert pool.checkedin() == 1  # ... back in the pool for the next trial
+
+
+@pytest.mark.postgres
+def test_server_lock_connection_whose_release_failed_is_discarded(
+    postgres_url: str, study_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acquire = locks._server_acquire
+
+    def failing_release(*args: object) -> tuple[sqlalchemy.TextClause, dict[str, object]]:
+        acquire(*args)  # type: ignore[arg-type]
+        return sqlalchemy.text("SELECT no_such_function()"), {}
+
+    monkeypatch.setattr(locks, "_server_acquire", failing_release)
+    with storage.budget_lock(postgres_url, study_name, timeout=5):
+        pass
+    # Pooled as it was, the session would hold the lock for ever; closed, it released it.
+    assert _lock_is_free(postgres_url, study_name)
+    monkeypatch.setattr(locks, "_server_acquire", acquire)
+    with storage.budget_lock(postgres_url, study_name, timeout=5) as held:
+        assert held()  # the pool opens a new session in its place
 
 
 # --- servers ----------------------------------------------------------------------------

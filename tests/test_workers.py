@@ -19,8 +19,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hpsearch import storage as storage_mod
 from hpsearch.studyfile import parse_study
-from hpsearch.workers import open_study
+from hpsearch.workers import Counts, count_trials, open_study
 
 # A tiny model on which a sensible learning rate reaches ~60% validation accuracy in two
 # epochs, in a fraction of a second: the workers' start-up dominates these tests.
@@ -207,3 +208,19 @@ def test_resumed_study_does_not_replay_the_samplers_draws(tmp_path: Path) -> Non
     open_study(queued, f"sqlite:///{tmp_path}/queued.db", heartbeat=False)
     joined = open_study(queued, f"sqlite:///{tmp_path}/queued.db", heartbeat=False)
     assert draw(joined, 4) == [1.0e-3, *first]
+
+
+def test_count_trials_by_query_equals_counting_the_trials(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/counts.db"
+    on_disk = optuna.create_study(storage=url, study_name="counts")
+    in_memory = optuna.create_study(study_name="counts")
+    for study in (on_disk, in_memory):
+        for state in (TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED):
+            study.tell(study.ask(), 0.5 if state == TrialState.COMPLETE else None, state=state)
+        study.tell(study.ask(), state=TrialState.FAIL)
+        study.ask()  # left RUNNING
+        study.enqueue_trial({})  # WAITING
+    assert storage_mod.count_states(in_memory) is None  # counted from get_trials
+    assert storage_mod.count_states(on_disk) is not None  # one GROUP BY query
+    expected = Counts(complete=2, pruned=1, failed=1, running=1, waiting=1)
+    assert count_trials(on_disk) == count_trials(in_memory) == expected
