@@ -188,11 +188,11 @@ def studies_cmd(storage: StorageOpt = None, studies_dir: StudiesDirOpt = None) -
 
     Example: hpsearch studies --storage sqlite:///hpsearch.db
     """
-    from hpsearch import export
+    from hpsearch import catalog
     from hpsearch import storage as storage_mod
 
     url = storage_mod.resolve_url(storage)
-    console.print(export.render_studies(export.study_rows(url, studies_dir)))
+    console.print(catalog.render_studies(catalog.study_rows(url, studies_dir)))
 
 
 @command("run")

@@ -1,4 +1,5 @@
-"""The epochs at which a study's pruner can act, so that the objective asks it only then.
+"""A study file's pruner: the Optuna pruners a file may name, their options checked at load
+time, building one, and the epochs at which it can act, so that the objective asks it only then.
 
 Every ``trial.should_prune()`` reads the database: successive halving and Hyperband read
 the trial's rungs (its system attributes, a full trial load through Optuna's cache), the
@@ -14,10 +15,81 @@ over, and asking only at these epochs gives the same decisions with a fraction o
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hpsearch.studyfile import PRUNERS
+import optuna
+
+from hpsearch.errors import did_you_mean
+from hpsearch.sampling import parse_options
+from hpsearch.space import as_int, as_mapping, check_keys, fail
+
+# Rungs at epochs 3, 9 and 27: by epoch 3 TREC learning curves have separated enough to drop
+# hopeless learning rates, and factor 3 keeps a third of the trials at each rung.
+# min_resource is lowered to budget.epochs for shorter studies.
+DEFAULT_PRUNER: dict[str, Any] = {
+    "name": "successive_halving",
+    "options": {"min_resource": 3, "reduction_factor": 3},
+}
+
+PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def parse_pruner(src: str, raw: Any, epochs: int) -> dict[str, Any]:
+    if raw is None:
+        options = dict(DEFAULT_PRUNER["options"])
+        options["min_resource"] = min(options["min_resource"], epochs)
+        return {"name": DEFAULT_PRUNER["name"], "options": options, "patience": None}
+    raw = (
+        {"name": raw} if isinstance(raw, str) else as_mapping(src, "pruner", raw, "{name: median}")
+    )
+    check_keys(src, "pruner", raw, ("name", "options", "patience"))
+    name = raw.get("name", DEFAULT_PRUNER["name"])
+    if name not in PRUNERS:
+        hint = did_you_mean(str(name), PRUNERS)
+        fail(src, "pruner.name", f"unknown pruner {name!r}; allowed: {', '.join(PRUNERS)}{hint}")
+    options = parse_options(src, "pruner.options", PRUNERS[name], raw.get("options"), {})
+    for key in ("min_resource", "max_resource"):
+        value = options.get(key)
+        if isinstance(value, int) and value > epochs:
+            fail(src, f"pruner.options.{key}", f"{value} exceeds budget.epochs ({epochs})")
+    low, high = options.get("min_resource"), options.get("max_resource")
+    if isinstance(low, int) and isinstance(high, int) and low >= high:
+        fail(src, "pruner.options.min_resource", f"{low} must be < max_resource ({high})")
+    patience = raw.get("patience")
+    if patience is not None:
+        patience = as_int(src, "pruner.patience", patience, 0)
+    pruner = {"name": name, "options": options, "patience": patience}
+    try:
+        build_pruner(pruner, epochs)
+        if name == "hyperband":  # it builds its successive-halving brackets at the first prune
+            keys = ("min_resource", "reduction_factor", "bootstrap_count")
+            optuna.pruners.SuccessiveHalvingPruner(**{k: options[k] for k in keys if k in options})
+    except (TypeError, ValueError) as exc:
+        fail(src, "pruner.options", " ".join(str(exc).split()))
+    return pruner
+
+
+def build_pruner(pruner: Mapping[str, Any], epochs: int) -> optuna.pruners.BasePruner:
+    options = dict(pruner["options"])
+    if pruner["name"] == "hyperband":
+        options.setdefault("max_resource", epochs)  # "auto" would guess it from early trials
+    base: optuna.pruners.BasePruner | None = PRUNERS[pruner["name"]](**options)
+    if pruner["patience"] is None:
+        assert base is not None
+        return base
+    if pruner["name"] == "none":
+        base = None  # PatientPruner alone is plain early stopping, as in the report (1.3.4)
+    with warnings.catch_warnings():  # experimental since Optuna 2.8; the file asked for it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.pruners.PatientPruner(base, patience=pruner["patience"])
 
 
 def acts_at(pruner: Mapping[str, Any]) -> Callable[[int], bool]:

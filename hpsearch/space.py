@@ -34,6 +34,15 @@ def fail(src: str, where: str, problem: str) -> NoReturn:
     raise ConfigError(f"{src}: {where}: {problem}")
 
 
+def as_int(src: str, where: str, value: Any, minimum: int) -> int:
+    """An integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        fail(src, where, f"expected an integer, got {value!r}")
+    if value < minimum:
+        fail(src, where, f"must be >= {minimum}, got {value}")
+    return value
+
+
 def _relocate(exc: ConfigError, src: str, name: str, where: str) -> ConfigError:
     """Re-address a config.py message (``src: name: problem``) to the study file's field."""
     rest = str(exc).removeprefix(f"{src}: ").removeprefix(f"{name}: ")

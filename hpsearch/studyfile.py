@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
-import inspect
 import itertools
 import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +27,11 @@ import hpsearch
 from hpsearch import config as cfg
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError, StudyError, did_you_mean
+from hpsearch.pruning import DEFAULT_PRUNER, PRUNERS, build_pruner, parse_pruner
+from hpsearch.sampling import DEFAULT_SAMPLER, SAMPLERS, build_sampler, parse_sampler
 from hpsearch.space import (
     ParamSpec,  # also re-exported: `from hpsearch.studyfile import ParamSpec` predates space.py
+    as_int,
     as_mapping,
     check_config,
     check_keys,
@@ -41,35 +41,21 @@ from hpsearch.space import (
     show,
 )
 
+__all__ = [  # sampler and pruner tables live in hpsearch.sampling and hpsearch.pruning
+    "DEFAULT_PRUNER",
+    "DEFAULT_SAMPLER",
+    "PRUNERS",
+    "SAMPLERS",
+    "ParamSpec",
+    "StudySpec",
+    "find_studies_dir",
+    "list_study_files",
+    "load_study",
+    "parse_study",
+]
+
 STUDIES_DIR_ENV = "HPSEARCH_STUDIES_DIR"
 DEFAULT_TRIALS = 20
-DEFAULT_SAMPLER: dict[str, Any] = {"name": "tpe", "seed": 0, "options": {}}
-# Rungs at epochs 3, 9 and 27: by epoch 3 TREC learning curves have separated enough to drop
-# hopeless learning rates, and factor 3 keeps a third of the trials at each rung.
-# min_resource is lowered to budget.epochs for shorter studies.
-DEFAULT_PRUNER: dict[str, Any] = {
-    "name": "successive_halving",
-    "options": {"min_resource": 3, "reduction_factor": 3},
-}
-
-SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
-    "tpe": optuna.samplers.TPESampler,
-    "random": optuna.samplers.RandomSampler,
-    "grid": optuna.samplers.GridSampler,
-    "cmaes": optuna.samplers.CmaEsSampler,
-    "gp": optuna.samplers.GPSampler,
-    "qmc": optuna.samplers.QMCSampler,
-}
-# Optuna imports these lazily, so a missing one would only surface at the first trial.
-_SAMPLER_PACKAGES = {"cmaes": ("cmaes",), "gp": ("torch", "scipy"), "qmc": ("scipy",)}
-PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
-    "median": optuna.pruners.MedianPruner,
-    "percentile": optuna.pruners.PercentilePruner,
-    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
-    "none": optuna.pruners.NopPruner,
-}
-
 _TOP_KEYS = ("name", "description", "config", "space", "sampler", "pruner", "budget", "enqueue")
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _GRID_CHECK_LIMIT = 10_000  # every grid point is validated up to this size (~1 ms each)
@@ -133,10 +119,10 @@ class StudySpec:
         sampler = dict(self.sampler)
         if sampler.get("seed") is not None and grid is None:
             sampler["seed"] = sampler["seed"] + seed_offset
-        return _build_sampler(sampler, grid)
+        return build_sampler(sampler, grid)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        return _build_pruner(self.pruner, self.epochs)
+        return build_pruner(self.pruner, self.epochs)
 
     def with_budget(self, trials: int | None = None, timeout: float | None = None) -> StudySpec:
         """Override the budget (CLI --trials/--timeout); None keeps the file's value."""
@@ -199,14 +185,6 @@ def _diff(old: Any, new: Any, path: str, out: list[str]) -> None:
 # --- parsing ----------------------------------------------------------------------------------
 
 
-def _int(src: str, where: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        fail(src, where, f"expected an integer, got {value!r}")
-    if value < minimum:
-        fail(src, where, f"must be >= {minimum}, got {value}")
-    return value
-
-
 def parse_study(
     data: Mapping[str, Any],
     *,
@@ -238,7 +216,7 @@ def parse_study(
 
     budget = as_mapping(src, "budget", data.get("budget"), "{trials: 50, epochs: 30}")
     check_keys(src, "budget", budget, ("trials", "timeout", "epochs"))
-    trials = _int(src, "budget.trials", budget.get("trials", DEFAULT_TRIALS), 1)
+    trials = as_int(src, "budget.trials", budget.get("trials", DEFAULT_TRIALS), 1)
     timeout = budget.get("timeout")
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
@@ -247,12 +225,12 @@ def parse_study(
             fail(src, "budget.timeout", f"must be > 0 seconds (or null), got {timeout}")
         timeout = float(timeout)
     default_epochs = fixed.get("epochs", cfg.FIELDS["epochs"].default)
-    epochs = _int(src, "budget.epochs", budget.get("epochs", default_epochs), 1)
+    epochs = as_int(src, "budget.epochs", budget.get("epochs", default_epochs), 1)
 
     space = parse_space(src, data.get("space"), fixed, epochs)
 
-    sampler = _parse_sampler(src, data.get("sampler"), space)
-    pruner = _parse_pruner(src, data.get("pruner"), epochs)
+    sampler = parse_sampler(src, data.get("sampler"), space)
+    pruner = parse_pruner(src, data.get("pruner"), epochs)
     enqueue = _parse_enqueue(src, data.get("enqueue"), fixed, space, epochs)
     spec = StudySpec(
         name, description, path, fixed, space, sampler, pruner, trials, timeout, epochs, enqueue
@@ -260,154 +238,6 @@ def parse_study(
     if sampler["name"] == "grid":
         _check_grid(src, spec)
     return spec
-
-
-def _annotation_types(param: inspect.Parameter) -> list[str] | None:
-    """The plain YAML types an option takes, or None if it cannot come from a file."""
-    ann = param.annotation
-    if ann is inspect.Parameter.empty:
-        return ["any"]
-    tokens = [t.strip() for t in (ann.__name__ if isinstance(ann, type) else str(ann)).split("|")]
-    plain = {"bool", "int", "float", "str", "None"}
-    return tokens if all(t in plain or t.startswith("dict[str") for t in tokens) else None
-
-
-def _type_ok(tokens: list[str], value: Any) -> bool:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    checks = {
-        "any": True,
-        "None": value is None,
-        "bool": isinstance(value, bool),
-        "int": number and isinstance(value, int),
-        "float": number,
-        "str": isinstance(value, str),
-    }
-    return any(checks.get(t, t.startswith("dict[") and isinstance(value, dict)) for t in tokens)
-
-
-def _parse_options(
-    src: str, where: str, cls: type, raw: Any, reserved: Mapping[str, str]
-) -> dict[str, Any]:
-    options = dict(as_mapping(src, where, raw, "{n_startup_trials: 10}"))
-    params = inspect.signature(cls).parameters
-    settable = {
-        n: t for n, p in params.items() if (t := _annotation_types(p)) and n not in reserved
-    }
-    for key, value in options.items():
-        at = f"{where}.{key}"
-        if key in reserved:
-            fail(src, at, reserved[key])
-        if key not in settable:
-            hint = did_you_mean(str(key), settable)
-            fail(src, at, f"unknown option of {cls.__name__}; allowed: {', '.join(settable)}{hint}")
-        if not _type_ok(settable[key], value):
-            fail(src, at, f"expected {' | '.join(settable[key])}, got {value!r}")
-    for key, p in params.items():
-        if p.default is inspect.Parameter.empty and key not in options and key not in reserved:
-            fail(src, f"{where}.{key}", f"required by {cls.__name__}; give a value")
-    return options
-
-
-def _parse_sampler(src: str, raw: Any, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
-    raw = {"name": raw} if isinstance(raw, str) else as_mapping(src, "sampler", raw, "{name: tpe}")
-    check_keys(src, "sampler", raw, ("name", "seed", "options"))
-    name = raw.get("name", DEFAULT_SAMPLER["name"])
-    if name not in SAMPLERS:
-        hint = did_you_mean(str(name), SAMPLERS)
-        fail(src, "sampler.name", f"unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}{hint}")
-    for package in _SAMPLER_PACKAGES.get(name, ()):
-        if importlib.util.find_spec(package) is None:
-            fail(
-                src, "sampler.name", f"{name} needs the {package!r} package: pip install {package}"
-            )
-    seed = raw.get("seed", DEFAULT_SAMPLER["seed"])
-    if seed is not None:
-        seed = _int(src, "sampler.seed", seed, 0)
-    reserved = {
-        "seed": "give the seed as sampler.seed",
-        "search_space": "the grid comes from space (choices or step)",
-    }
-    options = _parse_options(src, "sampler.options", SAMPLERS[name], raw.get("options"), reserved)
-    sampler = {"name": name, "seed": seed, "options": options}
-    if name == "grid":
-        for p in space.values():
-            if p.grid_values() is None:
-                fail(src, f"space.{p.name}", f"grid needs choices or step for {p.name}")
-            if p.when:
-                # A grid point fixes every param, so a conditional one would repeat whole trials.
-                fail(
-                    src,
-                    f"space.{p.name}.when",
-                    "grid points set every param, so none can be conditional; use tpe or random",
-                )
-        return sampler
-    try:
-        _build_sampler(sampler, None)
-    except (TypeError, ValueError) as exc:
-        fail(src, "sampler.options", " ".join(str(exc).split()))
-    return sampler
-
-
-def _build_sampler(
-    sampler: Mapping[str, Any], grid: Mapping[str, list[Any]] | None
-) -> optuna.samplers.BaseSampler:
-    cls = SAMPLERS[sampler["name"]]
-    options = copy.deepcopy(sampler["options"])
-    with warnings.catch_warnings():  # qmc is experimental; the file asked for it knowingly
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if grid is not None:
-            return optuna.samplers.GridSampler(dict(grid), seed=sampler["seed"])
-        return cls(seed=sampler["seed"], **options)  # type: ignore[call-arg]
-
-
-def _parse_pruner(src: str, raw: Any, epochs: int) -> dict[str, Any]:
-    if raw is None:
-        options = dict(DEFAULT_PRUNER["options"])
-        options["min_resource"] = min(options["min_resource"], epochs)
-        return {"name": DEFAULT_PRUNER["name"], "options": options, "patience": None}
-    raw = (
-        {"name": raw} if isinstance(raw, str) else as_mapping(src, "pruner", raw, "{name: median}")
-    )
-    check_keys(src, "pruner", raw, ("name", "options", "patience"))
-    name = raw.get("name", DEFAULT_PRUNER["name"])
-    if name not in PRUNERS:
-        hint = did_you_mean(str(name), PRUNERS)
-        fail(src, "pruner.name", f"unknown pruner {name!r}; allowed: {', '.join(PRUNERS)}{hint}")
-    options = _parse_options(src, "pruner.options", PRUNERS[name], raw.get("options"), {})
-    for key in ("min_resource", "max_resource"):
-        value = options.get(key)
-        if isinstance(value, int) and value > epochs:
-            fail(src, f"pruner.options.{key}", f"{value} exceeds budget.epochs ({epochs})")
-    low, high = options.get("min_resource"), options.get("max_resource")
-    if isinstance(low, int) and isinstance(high, int) and low >= high:
-        fail(src, "pruner.options.min_resource", f"{low} must be < max_resource ({high})")
-    patience = raw.get("patience")
-    if patience is not None:
-        patience = _int(src, "pruner.patience", patience, 0)
-    pruner = {"name": name, "options": options, "patience": patience}
-    try:
-        _build_pruner(pruner, epochs)
-        if name == "hyperband":  # it builds its successive-halving brackets at the first prune
-            keys = ("min_resource", "reduction_factor", "bootstrap_count")
-            optuna.pruners.SuccessiveHalvingPruner(**{k: options[k] for k in keys if k in options})
-    except (TypeError, ValueError) as exc:
-        fail(src, "pruner.options", " ".join(str(exc).split()))
-    return pruner
-
-
-def _build_pruner(pruner: Mapping[str, Any], epochs: int) -> optuna.pruners.BasePruner:
-    options = dict(pruner["options"])
-    if pruner["name"] == "hyperband":
-        options.setdefault("max_resource", epochs)  # "auto" would guess it from early trials
-    base: optuna.pruners.BasePruner | None = PRUNERS[pruner["name"]](**options)
-    if pruner["patience"] is None:
-        assert base is not None
-        return base
-    if pruner["name"] == "none":
-        base = None  # PatientPruner alone is plain early stopping, as in the report (1.3.4)
-    with warnings.catch_warnings():  # experimental since Optuna 2.8; the file asked for it
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.pruners.PatientPruner(base, patience=pruner["patience"])
 
 
 def _parse_enqueue(

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from sqlalchemy.engine import make_url
 
-from hpsearch import config, data, export, storage, studyfile, workers
+from hpsearch import catalog, config, data, export, storage, studyfile, workers
 from hpsearch.errors import StudyError
 
 STUDY_YAML = """\
@@ -137,7 +137,7 @@ def test_reading_never_creates_a_sqlite_database(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="the database does not exist yet"):
         export.load_study_for_reading("tiny", url)
     write_spec(tmp_path / "studies")
-    rows = export.study_rows(url, tmp_path / "studies")
+    rows = catalog.study_rows(url, tmp_path / "studies")
     assert [(r["name"], r["state"]) for r in rows] == [("tiny", "not created")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["studies"]
 
@@ -168,7 +168,7 @@ def test_study_rows_join_files_and_database(tmp_path: Path, sqlite_url: str) -> 
     (studies / "broken.yaml").write_text("name: broken\nspace: 3\n", encoding="utf-8")
     build_study(spec, sqlite_url)
     optuna.create_study(study_name="orphan", storage=storage.open_storage(sqlite_url))
-    rows = {r["name"]: r for r in export.study_rows(sqlite_url, studies)}
+    rows = {r["name"]: r for r in catalog.study_rows(sqlite_url, studies)}
     assert list(rows) == ["broken", "later", "tiny", "orphan"]
     assert rows["broken"]["state"] == "invalid file"
     assert "space" in rows["broken"]["description"]
@@ -183,7 +183,7 @@ def test_study_rows_join_files_and_database(tmp_path: Path, sqlite_url: str) -> 
     assert tiny["best_value"] == pytest.approx(0.83) and tiny["best_trial"] == 1
     assert tiny["description"] == "a tiny study for export tests"
     assert rows["orphan"]["file"] is None and rows["orphan"]["state"] == "incomplete"
-    text = _render(export.render_studies(rows.values()))
+    text = _render(catalog.render_studies(rows.values()))
     assert "tiny" in text and "0.8300" in text and "3/6" in text
 
 

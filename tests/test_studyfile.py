@@ -12,7 +12,7 @@ import optuna
 import pytest
 import yaml
 
-from hpsearch import studyfile
+from hpsearch import sampling, studyfile
 from hpsearch.config import TrainConfig, yaml_load
 from hpsearch.errors import ConfigError, StudyError
 from hpsearch.studyfile import load_study, parse_study
@@ -303,9 +303,9 @@ def test_validation_errors(tmp_path: Path, data: dict[str, Any], expected: list[
 def test_missing_sampler_package_is_reported_at_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = studyfile.importlib.util.find_spec
+    real = sampling.importlib.util.find_spec
     monkeypatch.setattr(
-        studyfile.importlib.util, "find_spec", lambda n: None if n == "cmaes" else real(n)
+        sampling.importlib.util, "find_spec", lambda n: None if n == "cmaes" else real(n)
     )
     path = write(tmp_path, changed(sampler={"name": "cmaes"}))
     with pytest.raises(ConfigError, match=r"sampler\.name: cmaes needs .*pip install cmaes"):
