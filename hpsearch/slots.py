@@ -5,8 +5,9 @@ workers together oversubscribe the CPU: measured (benchmarks/README.md), 4 worke
 trained 0.73-0.78x the trials per hour of 2, because time-slicing CPU-bound processes evicts
 each one's weights and optimizer state from the cache at every switch. So ``run`` hands the
 workers ``cores`` slots; a worker takes one before it asks for a trial and gives it back when
-the trial ends. The extra workers wait, holding no trial, and step in the moment a slot frees
-(they then also overlap the storage and sampler work between two trials with training).
+the trial is told (so a trial's storage and sampler work counts against its slot too, as it
+would on a core of its own). The extra workers wait, holding no trial, and step in within a
+poll of a slot freeing.
 
 A slot is an exclusive ``flock`` on a file in a directory the launcher creates: the kernel
 releases it when its holder exits, however it dies, so a killed worker never keeps a slot.
