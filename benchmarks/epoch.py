@@ -5,7 +5,6 @@
     python benchmarks/epoch.py --config bilstm-attention-glove
     python benchmarks/epoch.py --epochs 40 --no-reference   # accuracy of the default config
     python benchmarks/epoch.py --torch-rnn                  # hpsearch with torch's nn.RNN
-    python benchmarks/epoch.py --torch-step                 # hpsearch with optimizer.step()
 
 An "epoch" is one pass over the training split plus the validation pass, for both
 implementations. The first epoch is a warm-up; the median of the following ones is reported.
@@ -37,7 +36,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 from hpsearch.config import TrainConfig, from_mapping
 from hpsearch.data import CLASSES, PAD, Dataset, Split, load_dataset
 from hpsearch.model import RNNClassifier
-from hpsearch.train import EpochStats, FusedAdamStep, train
+from hpsearch.train import EpochStats, train
 
 CONFIGS: dict[str, dict[str, object]] = {
     "default": {},  # the report's section 1.3 configuration
@@ -201,20 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="hpsearch with nn.RNN instead of its CPU tanh RNN (hpsearch.rnn), to measure it",
     )
-    parser.add_argument(
-        "--torch-step",
-        action="store_true",
-        help="hpsearch with optimizer.step() instead of its fused Adam shortcut, to measure it",
-    )
     args = parser.parse_args(argv)
-    if args.torch_step:
-        original_step_init = FusedAdamStep.__init__
-
-        def init_without_shortcut(self: FusedAdamStep, *a: Any, **k: Any) -> None:
-            original_step_init(self, *a, **k)
-            self.applies = False
-
-        FusedAdamStep.__init__ = init_without_shortcut  # type: ignore[method-assign]
     if args.torch_rnn:
         original_init = RNNClassifier.__init__
 

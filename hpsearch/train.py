@@ -105,75 +105,6 @@ def make_optimizer(
     raise AssertionError(f"unhandled optimizer {cfg.optimizer!r}")  # pragma: no cover
 
 
-class FusedAdamStep:
-    """``optimizer.step()`` for a fused Adam or AdamW on the CPU, minus its Python overhead.
-
-    ``Optimizer.step`` regroups the parameters and looks up their state on every call
-    (~0.2 ms, 5% of a section 1.3 epoch on one thread, benchmarks/README.md) to end in one
-    ``torch._fused_adam_`` call. After the first step, which creates the state through the
-    optimizer itself, this calls that kernel on the same tensors with the same arguments, so
-    the weights come out bit for bit the same (tests/test_train.py). The group's settings are
-    read at every step, so a changed learning rate still applies. Any other optimizer, or
-    options the shortcut does not cover, gets ``optimizer.step()``.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-        self.tensors: tuple[list[Tensor], ...] | None = None
-        group = optimizer.param_groups[0]
-        self.applies = (
-            type(optimizer) in (torch.optim.Adam, torch.optim.AdamW)
-            and len(optimizer.param_groups) == 1
-            and group.get("fused") is True
-            and not group["amsgrad"]
-            and not group["maximize"]
-            and not isinstance(group["lr"], Tensor)
-            and all(p.device.type == "cpu" and p.dtype == torch.float32 for p in group["params"])
-        )
-
-    @torch.no_grad()
-    def __call__(self) -> None:
-        if not self.applies or self.tensors is None:
-            self.optimizer.step()
-            if self.applies:
-                params = [p for p in self.optimizer.param_groups[0]["params"] if p.grad is not None]
-                state = [self.optimizer.state[p] for p in params]
-                self.tensors = (
-                    params,
-                    [s["exp_avg"] for s in state],
-                    [s["exp_avg_sq"] for s in state],
-                    [s["step"] for s in state],
-                )
-            return
-        params, exp_avgs, exp_avg_sqs, steps = self.tensors
-        grads = [p.grad for p in params if p.grad is not None]
-        if len(grads) != len(params):  # a parameter lost its gradient: torch would skip it
-            self.tensors = None
-            self()
-            return
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
-        kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
-        kernel(
-            params,
-            grads,
-            exp_avgs,
-            exp_avg_sqs,
-            [],
-            steps,
-            amsgrad=False,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
-            maximize=False,
-            grad_scale=None,
-            found_inf=None,
-        )
-
-
 @torch.no_grad()
 def set_penalty_grad(
     regularizer: str, alpha: float, params: Sequence[Tensor], grads: Sequence[Tensor]
@@ -261,7 +192,6 @@ def train(
         p.grad = torch.zeros_like(p)
     grads = [p.grad for p in params if p.grad is not None]
     optimizer = make_optimizer(cfg, params, device)
-    optimizer_step = FusedAdamStep(optimizer)
     train_batches = TrainBatches(dataset.train, cfg.batch_size, seed=cfg.seed, device=device)
     valid_batches = eval_batches(dataset.valid, device)
 
@@ -282,7 +212,7 @@ def train(
             loss.backward()
             if cfg.grad_clip is not None:  # on the total gradient, penalty included
                 clip_grad_norm(grads, cfg.grad_clip)
-            optimizer_step()
+            optimizer.step()
             losses.append(loss.detach())
             sizes.append(len(batch))
             correct += (logits.detach().argmax(dim=1) == batch.labels).sum()

@@ -14,11 +14,9 @@ from hpsearch.errors import ConfigError
 from hpsearch.model import RNNClassifier
 from hpsearch.train import (
     EpochStats,
-    FusedAdamStep,
     TrainingDiverged,
     clip_grad_norm,
     evaluate,
-    make_optimizer,
     penalty_value,
     resolve_device,
     set_penalty_grad,
@@ -148,38 +146,6 @@ def test_clip_grad_norm_matches_torch(max_norm: float) -> None:
 
 
 # --- the loop ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("optimizer", "weight_decay", "applies"),
-    [("adam", 0.0, True), ("adam", 0.01, True), ("adamw", 0.01, True), ("sgd", 0.0, False)],
-)
-def test_fused_adam_step_equals_optimizer_step_bit_for_bit(
-    optimizer: str, weight_decay: float, applies: bool
-) -> None:
-    momentum = 0.9 if optimizer == "sgd" else 0.0
-    cfg = TrainConfig(optimizer=optimizer, weight_decay=weight_decay, lr=0.01, momentum=momentum)
-    torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(4))]
-    twins = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    reference = make_optimizer(cfg, params, torch.device("cpu"))
-    fast = FusedAdamStep(make_optimizer(cfg, twins, torch.device("cpu")))
-    assert fast.applies is applies
-    for step in range(6):
-        grads = [torch.randn_like(p) for p in params]
-        for p, t, g in zip(params, twins, grads, strict=True):
-            p.grad, t.grad = g.clone(), g.clone()
-        if step == 3:  # a new learning rate is followed, as by optimizer.step()
-            for opt in (reference, fast.optimizer):
-                opt.param_groups[0]["lr"] = 0.002
-        reference.step()
-        fast()
-        for p, t in zip(params, twins, strict=True):
-            assert torch.equal(p, t)
-    assert (fast.tensors is not None) is applies  # the shortcut, not optimizer.step(), ran
-    for p, t in zip(params, twins, strict=True):
-        for key, value in reference.state[p].items():
-            assert torch.equal(value, fast.optimizer.state[t][key]), key
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "adadelta", "adagrad", "rmsprop"])
