@@ -5,6 +5,7 @@
     python benchmarks/epoch.py --config bilstm-attention-glove
     python benchmarks/epoch.py --epochs 40 --no-reference   # accuracy of the default config
     python benchmarks/epoch.py --torch-rnn                  # hpsearch with torch's nn.RNN
+    python benchmarks/epoch.py --device cuda                # both on the GPU
 
 An "epoch" is one pass over the training split plus the validation pass, for both
 implementations. The first epoch is a warm-up; the median of the following ones is reported.
@@ -74,12 +75,14 @@ class ReferenceRNN(nn.Module):
         self.fc = nn.Linear(width, len(CLASSES))
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        # lengths stay on the CPU: pack_padded_sequence wants them there.
         x = self.dropout(self.embedding(tokens))
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, hidden = self.rnn(packed)
         if self.pooling == "attention":
             padded, _ = pad_packed_sequence(out, batch_first=True)
             mask = torch.arange(padded.shape[1])[None, :] >= lengths[:, None]
+            mask = mask.to(padded.device)
             query = self.query.expand(padded.shape[0], -1, -1)
             sentence = self.attention(query, padded, padded, key_padding_mask=mask)[0][:, 0]
         else:
@@ -108,7 +111,8 @@ def reference_epochs(
     """
     caller_state = torch.get_rng_state()
     torch.manual_seed(cfg.seed)
-    model = ReferenceRNN(cfg, len(dataset.vocab), embeddings)
+    device = torch.device(cfg.device)
+    model = ReferenceRNN(cfg, len(dataset.vocab), embeddings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train_rows, valid_rows = _rows(dataset.train), _rows(dataset.valid)
     own_state = torch.get_rng_state()
@@ -118,8 +122,8 @@ def reference_epochs(
         model.train()
         total, correct = 0.0, 0
         for idx in torch.randperm(len(train_rows)).split(cfg.batch_size):
-            tokens = pad_sequence([train_rows[i] for i in idx], batch_first=True)
-            labels = dataset.train.labels[idx]
+            tokens = pad_sequence([train_rows[i] for i in idx], batch_first=True).to(device)
+            labels = dataset.train.labels[idx].to(device)
             logits = model(tokens, dataset.train.lengths[idx])
             loss = F.cross_entropy(logits, labels)
             loss = loss + cfg.alpha * sum(p.pow(2).sum() for p in model.parameters())
@@ -133,8 +137,8 @@ def reference_epochs(
         valid_loss, valid_correct = 0.0, 0
         with torch.no_grad():
             for idx in torch.arange(len(valid_rows)).split(cfg.batch_size):
-                tokens = pad_sequence([valid_rows[i] for i in idx], batch_first=True)
-                labels = dataset.valid.labels[idx]
+                tokens = pad_sequence([valid_rows[i] for i in idx], batch_first=True).to(device)
+                labels = dataset.valid.labels[idx].to(device)
                 logits = model(tokens, dataset.valid.lengths[idx])
                 valid_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
                 valid_correct += int((logits.argmax(1) == labels).sum())
@@ -196,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--no-reference", action="store_true", help="time hpsearch only")
     parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="both implementations on this device (cuda: dropout masks then come from the "
+        "CUDA generator, which the two runs share, so their curves differ from the CPU's)",
+    )
+    parser.add_argument(
         "--torch-rnn",
         action="store_true",
         help="hpsearch with nn.RNN instead of its CPU tanh RNN (hpsearch.rnn), to measure it",
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cfg = from_mapping(
         {**CONFIGS[args.config], "epochs": args.epochs, "seed": args.seed}
-        | {"threads": args.threads, "device": "cpu"},
+        | {"threads": args.threads, "device": args.device},
         source=f"--config {args.config}",
     )
     dataset = load_dataset(cfg, args.data_dir)
@@ -223,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
 
         embeddings, _ = build_embedding_matrix(dataset.vocab, cfg)
     print(
-        f"config {args.config}, {args.threads} thread(s), torch {torch.__version__}, "
-        f"{len(dataset.train)} train / {len(dataset.valid)} valid, vocab {len(dataset.vocab)}"
+        f"config {args.config}, {args.device}, {args.threads} thread(s), "
+        f"torch {torch.__version__}, {len(dataset.train)} train / {len(dataset.valid)} valid, "
+        f"vocab {len(dataset.vocab)}"
     )
     reference = None if args.no_reference else reference_epochs(cfg, dataset, embeddings)
     timings = Interleaved(reference)

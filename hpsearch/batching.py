@@ -11,11 +11,15 @@ into batches, and the batch order is shuffled, all from a generator seeded with
 ``seed + epoch``, so a run is reproducible and every epoch sees different batches. Building
 an epoch's batches takes ~5 ms (about 1% of a default epoch on CPU), once, before its first
 step; the split's tensors themselves are encoded once per process (hpsearch.data).
+
+On a GPU the batches are built on the CPU and an epoch's worth is copied over at once, one
+copy per field (``_to_device``): a copy per tensor per batch was five host syncs per step,
+and a CUDA epoch of this small model is bound by the host, not the GPU (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -45,13 +49,11 @@ def make_batch(
 ) -> Batch:
     """A batch from padded rows in any order; rows are re-sorted by length, descending."""
     order = torch.argsort(lengths, descending=True, stable=True)
-    return _gather(tokens, lengths, labels, order, torch.device(device))
+    return _to_device([_gather(tokens, lengths, labels, order)], torch.device(device))[0]
 
 
-def _gather(
-    tokens: Tensor, lengths: Tensor, labels: Tensor, rows: Tensor, device: torch.device
-) -> Batch:
-    """Batch of ``rows`` (already sorted by length, descending)."""
+def _gather(tokens: Tensor, lengths: Tensor, labels: Tensor, rows: Tensor) -> Batch:
+    """Batch of ``rows`` (already sorted by length, descending), on the CPU."""
     batch_lengths = lengths[rows]
     width = int(batch_lengths[0])
     batch_tokens = tokens[rows, :width]
@@ -61,13 +63,31 @@ def _gather(
     packed_tokens = batch_tokens.t()[mask.t()]
     batch_sizes = mask.sum(dim=0)
     return Batch(
-        tokens=batch_tokens.to(device),
-        lengths=batch_lengths.to(device),
-        labels=labels[rows].to(device),
-        mask=mask.to(device),
-        packed_tokens=packed_tokens.to(device),
+        tokens=batch_tokens,
+        lengths=batch_lengths,
+        labels=labels[rows],
+        mask=mask,
+        packed_tokens=packed_tokens,
         batch_sizes=batch_sizes,
     )
+
+
+_MOVED = tuple(f.name for f in fields(Batch) if f.name != "batch_sizes")  # stays on the CPU
+
+
+def _to_device(batches: list[Batch], device: torch.device, *, force: bool = False) -> list[Batch]:
+    """CPU ``batches`` on ``device``: per field, one buffer and one copy for all of them; each
+    batch's tensors are views into the buffers. ``force`` does it on the CPU too (tests)."""
+    if (device.type == "cpu" and not force) or not batches:
+        return batches
+    views: list[dict[str, Tensor]] = [{} for _ in batches]
+    for name in _MOVED:
+        parts = [getattr(b, name) for b in batches]
+        flat = torch.cat([t.reshape(-1) for t in parts]).to(device)
+        pieces = flat.split([t.numel() for t in parts])
+        for out, piece, part in zip(views, pieces, parts, strict=True):
+            out[name] = piece.view(part.shape)
+    return [Batch(**v, batch_sizes=b.batch_sizes) for v, b in zip(views, batches, strict=True)]
 
 
 class TrainBatches:
@@ -103,7 +123,8 @@ class TrainBatches:
         chunks = torch.tensor_split(order, self.num_batches)
         shuffled = torch.randperm(self.num_batches, generator=generator).tolist()
         s = self.split
-        return [_gather(s.tokens, s.lengths, s.labels, chunks[i], self.device) for i in shuffled]
+        batches = [_gather(s.tokens, s.lengths, s.labels, chunks[i]) for i in shuffled]
+        return _to_device(batches, self.device)
 
 
 def eval_batches(
@@ -111,8 +132,8 @@ def eval_batches(
 ) -> list[Batch]:
     """Fixed length-bucketed batches for evaluation, longest first; built once per split."""
     order = torch.argsort(split.lengths, descending=True, stable=True)
-    dev = torch.device(device)
-    return [
-        _gather(split.tokens, split.lengths, split.labels, rows, dev)
+    batches = [
+        _gather(split.tokens, split.lengths, split.labels, rows)
         for rows in torch.split(order, batch_size)
     ]
+    return _to_device(batches, torch.device(device))

@@ -12,9 +12,9 @@ Why the loop looks the way it does (figures in benchmarks/README.md):
   gradient as autograd's (tests/test_train.py checks it), without a graph over all weights.
   ``EpochStats.train_loss`` is therefore the cross-entropy alone (comparable with
   ``valid_loss``); ``EpochStats.penalty`` reports the penalty's value.
-* The gradient buffers persist across steps and the embedding emits a sparse gradient, which
-  autograd adds in place into the dense buffer: no [vocab x dim] allocation, zero-fill and
-  copy per step. Writing the penalty gradient doubles as the zeroing.
+* The gradient buffers persist across steps and, on the CPU, the embedding emits a sparse
+  gradient, which autograd adds in place into the dense buffer: no [vocab x dim] allocation,
+  zero-fill and copy per step. Writing the penalty gradient doubles as the zeroing.
 * Batches come length-bucketed and pre-packed (hpsearch.batching), and nothing is read back
   to the host per batch: losses stay tensors until the end of the epoch, where a non-finite
   one is located and reported as ``TrainingDiverged``.
@@ -186,7 +186,9 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     # Persistent dense gradients: backward accumulates into them in place, and the sparse
     # embedding gradient (only the rows of the batch's words) is scattered straight in.
-    sparse_ok = device.type in ("cpu", "cuda")  # MPS, for one, has no sparse gradients
+    # Only on the CPU: on CUDA, adding a sparse gradient coalesces it, two host syncs per
+    # step, and dense was 6% faster there (benchmarks/README.md); MPS has no sparse gradients.
+    sparse_ok = device.type == "cpu"
     model.embedding.sparse = model.embedding.weight.requires_grad and sparse_ok
     for p in params:
         p.grad = torch.zeros_like(p)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from hpsearch.batching import Batch, TrainBatches, eval_batches, make_batch
+from hpsearch.batching import Batch, TrainBatches, _to_device, eval_batches, make_batch
 from hpsearch.data import PAD, Split
 
 
@@ -100,3 +100,18 @@ def test_empty_split_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="empty"):
         TrainBatches(empty, 4, seed=0)
+
+
+def test_to_device_copies_each_field_once_and_keeps_every_value() -> None:
+    split = tiny_split()
+    batches = TrainBatches(split, 4, seed=0).epoch(1)
+    moved = _to_device(batches, torch.device("cpu"), force=True)
+    assert _to_device(batches, torch.device("cpu")) is batches  # nothing to do on the CPU
+    for before, after in zip(batches, moved, strict=True):
+        for name in ("tokens", "lengths", "labels", "mask", "packed_tokens", "batch_sizes"):
+            old, new = getattr(before, name), getattr(after, name)
+            assert torch.equal(old, new) and old.dtype == new.dtype, name
+        assert after.batch_sizes is before.batch_sizes  # PackedSequence wants it on the CPU
+    # One buffer per field for the whole epoch: every batch's tokens view the same storage.
+    storages = {b.tokens.untyped_storage().data_ptr() for b in moved}
+    assert len(storages) == 1
