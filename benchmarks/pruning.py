@@ -14,9 +14,9 @@ Optuna with hpsearch's own ``Objective`` and study-file code (in-memory storage:
 is measured by storage_overhead.py), one torch thread per run, ``--jobs`` runs at a time.
 The results do not depend on the machine's load: training and sampling are seeded.
 
-An arm is ``default`` (studyfile.DEFAULT_PRUNER, as a study file without ``pruner:`` gets it),
-a pruner name (``none``, ``median``, ``successive_halving``, ``hyperband``, ...) or a name with
-options: ``median:n_warmup_steps=3,n_startup_trials=5``.
+An arm is ``default`` (hpsearch.pruning.DEFAULT_PRUNER, as a study file without ``pruner:``
+gets it), a pruner name (``none``, ``median``, ``successive_halving``, ``hyperband``, ...) or
+a name with options: ``median:n_warmup_steps=3,n_startup_trials=5``.
 
 The study's enqueued configuration (the report's best point) is dropped unless
 ``--keep-enqueue``: it would give every arm the same strong first trial, which hides what
