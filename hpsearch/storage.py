@@ -222,9 +222,11 @@ def count_states(study: optuna.Study) -> dict[TrialState, int] | None:
     """How many of the study's trials are in each state, by one ``GROUP BY`` query; None
     where the storage is not an RDB (the caller then counts ``study.get_trials()``).
 
-    The workers count before every trial. Through Optuna's API that is a ``get_all_trials``,
-    which on a database server costs several queries (trials, their parameters, values and
-    attributes; ~5 ms on a local PostgreSQL, benchmarks/README.md) to answer with five numbers.
+    Workers count before every trial, and ``run``'s live view at every refresh. Through
+    Optuna's API that is a ``get_all_trials``: several queries (trials, parameters, values,
+    attributes) and a cached copy of every trial, to answer with five numbers. (A worker
+    saves less than it seems: Optuna's cache then reads the new trials at the sampler's next
+    call instead; benchmarks/README.md.)
     """
     backend = getattr(study._storage, "_backend", study._storage)
     if not isinstance(backend, optuna.storages.RDBStorage):
