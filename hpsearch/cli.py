@@ -9,14 +9,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -265,26 +262,7 @@ def worker_cmd(
     cpu_slots = CpuSlots.from_env()  # set by `hpsearch run` when workers outnumber cores
     objective.check_inputs(spec)
     name = worker_id or f"{os.uname().nodename}-{os.getpid()}"
-    # SIGTERM (docker stop, kill) takes the same path as Ctrl-C: Optuna marks the running
-    # trial FAIL before the process exits, so no trial is left RUNNING. The event makes it
-    # stick (Python drops a KeyboardInterrupt raised inside a finalizer); a second signal
-    # (Ctrl-C reaches `run` and its workers, and `run` passes it on) must not interrupt the
-    # FAIL being written.
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if not stop.is_set():
-            stop.set()
-            raise KeyboardInterrupt
-
-    def on_unraisable(unraisable: Any) -> None:
-        # The lost interrupt ("Exception ignored in ..."): the event stops the worker instead.
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-            sys.__unraisablehook__(unraisable)
-
-    sys.unraisablehook = on_unraisable
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = workers.stop_on_signals()  # SIGINT and SIGTERM: the running trial ends FAIL
     deadline = time.time() + spec.timeout if spec.timeout else None
     try:
         summary = workers.work(

@@ -16,6 +16,8 @@ import collections
 import contextlib
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 import warnings
@@ -23,6 +25,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import optuna
 import sqlalchemy.exc
@@ -218,6 +222,33 @@ def _held(
         yield release, still_held
     finally:
         release()
+
+
+def stop_on_signals() -> threading.Event:
+    """Make SIGINT and SIGTERM stop this worker process; return the event ``work`` watches.
+
+    SIGTERM (docker stop, kill) takes the same path as Ctrl-C: Optuna marks the running trial
+    FAIL before the process exits, so no trial is left RUNNING. The event makes it stick
+    (Python drops a KeyboardInterrupt raised inside a finalizer, which torch runs
+    constantly); a second signal (Ctrl-C reaches `run` and its workers, and `run` passes it
+    on) must not interrupt the FAIL being written. Call it from the main thread.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            stop.set()
+            raise KeyboardInterrupt
+
+    def on_unraisable(unraisable: Any) -> None:
+        # The lost interrupt ("Exception ignored in ..."): the event stops the worker instead.
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            sys.__unraisablehook__(unraisable)
+
+    sys.unraisablehook = on_unraisable
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
 
 
 def work(
