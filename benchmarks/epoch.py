@@ -207,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         "CUDA generator, which the two runs share, so their curves differ from the CPU's)",
     )
     parser.add_argument(
+        "--glove-matrix",
+        type=Path,
+        help="the GloVe matrix of this vocabulary saved by device_check.py --save-glove-matrix "
+        "(for a machine without gensim or the GloVe package)",
+    )
+    parser.add_argument(
         "--torch-rnn",
         action="store_true",
         help="hpsearch with nn.RNN instead of its CPU tanh RNN (hpsearch.rnn), to measure it",
@@ -229,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     dataset = load_dataset(cfg, args.data_dir)
     embeddings = None
-    if cfg.embeddings is not None:
+    if cfg.embeddings is not None and args.glove_matrix is not None:
+        embeddings = torch.load(args.glove_matrix, weights_only=True)["matrix"]
+    elif cfg.embeddings is not None:
         from hpsearch.embeddings import build_embedding_matrix
 
         embeddings, _ = build_embedding_matrix(dataset.vocab, cfg)

@@ -212,13 +212,20 @@ def run_cmd(
     from hpsearch.data import ensure_data
 
     # The fork server imports torch on the other core while the inputs are checked here.
-    spawn.warm_up(spawn.start_method())
+    method = spawn.start_method()
+    spawn.warm_up(method)
     spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
     url = storage_mod.resolve_url(storage)
     ensure_data(data_dir)  # download once here, not in N workers at the same time
     objective.check_inputs(spec)  # before the study exists: a bad file writes nothing
     result = launcher.run_study(
-        spec, url, workers=workers, data_dir=data_dir, force=force, console=err_console
+        spec,
+        url,
+        workers=workers,
+        data_dir=data_dir,
+        force=force,
+        console=err_console,
+        method=method,
     )
     if result.interrupted:
         raise typer.Exit(130)

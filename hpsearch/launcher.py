@@ -176,17 +176,20 @@ def run_study(
     force: bool = False,
     console: Console | None = None,
     refresh: float = 1.0,
+    method: StartMethod | None = None,
 ) -> RunResult:
     """Run a study with ``workers`` local processes until its budget is spent.
 
     The study is created (or checked against its stored spec) here, once, before any worker
     starts, so a bad spec or URL fails fast with one message instead of N.
     SIGINT and SIGTERM stop every worker; none of their trials is left RUNNING.
+    ``method`` is how workers start (hpsearch.spawn; default: ``start_method()``).
     """
     if workers < 1:
         raise UsageError(f"--workers: must be >= 1, got {workers}")
-    method = start_method()  # checked before anything is written
-    warm_up(method)  # the fork server imports torch while the study is opened
+    if method is None:
+        method = start_method()  # checked before anything is written
+        warm_up(method)  # the fork server imports torch while the study is opened
     console = console or Console(stderr=True)
     study = open_study(spec, url, force=force, heartbeat=False)
     console.print(
