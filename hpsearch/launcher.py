@@ -22,10 +22,11 @@ from types import FrameType
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
+from rich.table import Table
 
 from hpsearch import display
 from hpsearch import storage as storage_mod
@@ -33,7 +34,7 @@ from hpsearch.errors import UsageError
 from hpsearch.slots import ENV_SLOTS, CpuSlots
 from hpsearch.spawn import StartMethod, WorkerHandle, start_method, start_worker, warm_up
 from hpsearch.studyfile import StudySpec
-from hpsearch.workers import DB_DOWN, Counts, count_trials, open_study
+from hpsearch.workers import DB_DOWN, Counts, count_trials, db_retry_seconds, open_study
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -143,6 +144,29 @@ def fail_orphans(study: optuna.Study, workers: list[str]) -> int:
     return n
 
 
+def _read_results(
+    study: optuna.Study, names: list[str], url: str, retry_seconds: float
+) -> tuple[int, FrozenTrial | None, Counts, Table]:
+    """Fail the dead workers' orphans, then read the best trial, counts and summary.
+
+    The database may be away for a moment just as the workers end (a restart, a killed
+    connection: Optuna then leaves its session unusable for that one call); like a worker,
+    retry for up to ``retry_seconds`` before giving up with one clear message.
+    """
+    since = time.monotonic()
+    while True:
+        try:
+            orphans = fail_orphans(study, names)
+            return orphans, display.best_trial(study), count_trials(study), display.summary(study)
+        except DB_DOWN as exc:
+            if time.monotonic() - since >= retry_seconds:
+                raise storage_mod.DatabaseUnavailable(
+                    f"study {study.study_name}: cannot read the results from "
+                    f"{storage_mod.mask_url(url)}: {storage_mod.error_reason(url, exc)}"
+                ) from None
+            time.sleep(min(1.0, retry_seconds))
+
+
 def _gpu_count() -> int:
     try:
         import torch
@@ -190,6 +214,7 @@ def run_study(
     if method is None:
         method = start_method()  # checked before anything is written
         warm_up(method)  # the fork server imports torch while the study is opened
+    retry_seconds = db_retry_seconds()  # a bad value is an error before anything starts
     console = console or Console(stderr=True)
     study = open_study(spec, url, force=force, heartbeat=False)
     console.print(
@@ -259,16 +284,7 @@ def run_study(
             signal.signal(s, handler)
         if slots_dir is not None:
             slots_dir.cleanup()
-    try:
-        orphans = fail_orphans(study, launch.names)
-        best = display.best_trial(study)
-        counts = count_trials(study)
-        summary = display.summary(study)
-    except DB_DOWN as exc:
-        raise storage_mod.DatabaseUnavailable(
-            f"study {spec.name}: cannot read the results from {storage_mod.mask_url(url)}: "
-            f"{storage_mod.error_reason(url, exc)}"
-        ) from None
+    orphans, best, counts, summary = _read_results(study, launch.names, url, retry_seconds)
     result = RunResult(
         study_name=spec.name,
         counts=counts,

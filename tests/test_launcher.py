@@ -25,7 +25,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from hpsearch import launcher
+from hpsearch import launcher, storage
 from hpsearch.cli import app
 from hpsearch.workers import SPEC_ATTR
 
@@ -250,3 +250,47 @@ def test_workers_beyond_the_cores_take_turns(tmp_path: Path, trec_dir: Path) -> 
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end is not None and start is not None
         assert start >= end, f"two trials trained at once: one ended {end}, next began {start}"
+
+
+def _study_with_a_result(tmp_path: Path) -> optuna.Study:
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path}/r.db", study_name="r", direction="maximize"
+    )
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.75))
+    return study
+
+
+def _failing_reads(study: optuna.Study, monkeypatch: pytest.MonkeyPatch, times: int) -> None:
+    """The next ``times`` trial reads fail as a killed connection's does (then Optuna's session
+    is unusable for that call: "Can't reconnect until invalid transaction is rolled back")."""
+    read = study.get_trials
+    left = itertools.count(times, -1)
+
+    def get_trials(*args: object, **kwargs: object) -> list[optuna.trial.FrozenTrial]:
+        if next(left) > 0:
+            raise optuna.exceptions.StorageInternalError("server closed the connection")
+        return read(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(study, "get_trials", get_trials)
+
+
+def test_results_are_read_again_after_a_lost_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = _study_with_a_result(tmp_path)
+    _failing_reads(study, monkeypatch, times=2)
+    orphans, best, counts, _ = launcher._read_results(study, ["w1"], "sqlite:///x.db", 30.0)
+    assert (orphans, counts.complete) == (0, 1)
+    assert best is not None and best.value == 0.75
+
+
+def test_results_unreadable_past_the_retry_time_name_the_study_not_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = _study_with_a_result(tmp_path)
+    _failing_reads(study, monkeypatch, times=10**6)
+    url = "postgresql+psycopg://hp:s3cret@db:5432/hp"
+    with pytest.raises(storage.DatabaseUnavailable) as raised:
+        launcher._read_results(study, ["w1"], url, 0.0)
+    assert "study r: cannot read the results from" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
