@@ -67,12 +67,13 @@ def start_workers(
     on_line: Callable[[str, str], None] | None = None,
     cpu_slots: CpuSlots | None = None,
     method: StartMethod | None = None,
+    gpus: int = 0,
 ) -> Launch:
     """Start ``workers`` ``hpsearch worker`` processes (hpsearch.spawn) for a study that exists;
-    with ``cpu_slots`` they take turns to train (hpsearch.slots)."""
+    with ``cpu_slots`` they take turns to train (hpsearch.slots), with ``gpus`` they share
+    the GPUs round-robin."""
     assert spec.path is not None, "run needs a study loaded from a file"
     threads = threads_per_worker(workers)
-    gpus = _gpu_count()
     launch = Launch()
     host = os.uname().nodename
     base_env = {**os.environ, storage_mod.ENV_URL: url, "PYTHONUNBUFFERED": "1"}
@@ -223,9 +224,10 @@ def run_study(
         soft_wrap=True,
     )
     cores = available_cores()
+    gpus = _gpu_count()
     slots_dir = None
     cpu_slots = None
-    if workers > cores and not _gpu_count():
+    if workers > cores and not gpus:
         # More CPU workers than cores would time-slice the cores (measured slower than one
         # worker per core, benchmarks/README.md): they take turns instead.
         slots_dir = tempfile.TemporaryDirectory(prefix="hpsearch-slots-")
@@ -250,6 +252,7 @@ def run_study(
         deadline=deadline,
         cpu_slots=cpu_slots,
         method=method,
+        gpus=gpus,
         # Escaped: a worker's "[...]" must not be read as markup (a stray "[/x]" raises).
         on_line=lambda name, line: console.print(
             f"[dim]{escape(name)}[/dim] {escape(line.removeprefix(name + ': '))}",

@@ -117,6 +117,23 @@ class _RDBStorage(optuna.storages.RDBStorage):
                 )
 
 
+class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Queue a dead worker's trial again, as Optuna does, but as a fresh entry of the queue.
+
+    Optuna's callback copies every user attribute into the WAITING copy: it would name the
+    dead worker and host until another worker takes it, and would carry an ``error`` or
+    ``epochs_run`` of the dead run into a retry that then completes. Only the attributes that
+    describe the queue entry (KEPT_ON_RETRY) go across; the objective records the rest anew.
+    """
+
+    KEPT_ON_RETRY = frozenset({"enqueued"})
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        queued = copy.copy(trial)
+        queued.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in self.KEPT_ON_RETRY}
+        super().__call__(study, queued)
+
+
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """``trial.set_user_attr`` for each of ``attrs``, in one transaction on hpsearch's
     database storage (benchmarks/README.md, storage_overhead.py), one by one elsewhere."""
@@ -160,9 +177,7 @@ def open_storage(
                     extra = {
                         "heartbeat_interval": beats[0],
                         "grace_period": beats[1],
-                        "heartbeat_stale_trial_callback": (
-                            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
-                        ),
+                        "heartbeat_stale_trial_callback": RetryStaleTrial(max_retry=MAX_RETRY),
                     }
                 storage = _RDBStorage(url, engine_kwargs=engine_kwargs, **extra)
     except _DB_ERRORS as e:

@@ -25,7 +25,7 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from hpsearch import launcher, storage
+from hpsearch import launcher, storage, studyfile
 from hpsearch.cli import app
 from hpsearch.workers import SPEC_ATTR
 
@@ -294,3 +294,40 @@ def test_results_unreadable_past_the_retry_time_name_the_study_not_the_password(
         launcher._read_results(study, ["w1"], url, 0.0)
     assert "study r: cannot read the results from" in str(raised.value)
     assert "s3cret" not in str(raised.value)
+
+
+class _Started:
+    """What start_workers hands to spawn.start_worker, without starting anything."""
+
+    def __init__(self) -> None:
+        self.envs: list[dict[str, str]] = []
+        self.argvs: list[list[str]] = []
+
+    def __call__(
+        self, argv: list[str], env: dict[str, str], method: object
+    ) -> subprocess.Popen[bytes]:
+        self.envs.append(env)
+        self.argvs.append(argv)
+        return subprocess.Popen(["true"], stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize(("gpus", "devices"), [(0, [None, None, None]), (2, ["0", "1", "0"])])
+def test_workers_share_the_gpus_round_robin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpus: int, devices: list[str | None]
+) -> None:
+    (tmp_path / "study.yaml").write_text(STUDY_YAML)
+    spec = studyfile.load_study(tmp_path / "study.yaml")
+    started = _Started()
+    monkeypatch.setattr(launcher, "start_worker", started)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    launch = launcher.start_workers(
+        spec, "sqlite:///x.db", workers=3, data_dir=None, deadline=None, gpus=gpus
+    )
+    for proc in launch.processes:
+        proc.wait()
+    assert [env.get("CUDA_VISIBLE_DEVICES") for env in started.envs] == devices
+    assert [argv[argv.index("--worker-id") + 1].rsplit("-", 1)[1] for argv in started.argvs] == [
+        "w1",
+        "w2",
+        "w3",
+    ]

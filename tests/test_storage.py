@@ -604,3 +604,21 @@ def test_set_user_attrs_is_one_transaction(
         assert optuna.load_study(study_name=name, storage=url).trials[0].user_attrs["seed"] == 4
     finally:
         optuna.delete_study(study_name=name, storage=url)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_retried_trial_is_queued_without_the_dead_runs_attributes() -> None:
+    study = optuna.create_study()
+    dead = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL,
+        params={"lr": 0.01},
+        distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)},
+        user_attrs={"enqueued": True, "worker": "vm-w1", "host": "vm", "error": "x", "seed": 3},
+    )
+    study.add_trial(dead)
+    storage.RetryStaleTrial(max_retry=1)(study, study.trials[0])
+    retry = study.trials[1]
+    assert retry.state == optuna.trial.TrialState.WAITING
+    assert retry.params == {"lr": 0.01} and retry.system_attrs["failed_trial"] == 0
+    assert retry.user_attrs == {"enqueued": True}
+    assert study.trials[0].user_attrs["worker"] == "vm-w1"  # the failed trial keeps its record
