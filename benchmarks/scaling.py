@@ -79,10 +79,15 @@ def loadavg() -> str:
         return "?"
 
 
+def hidden_sizes(trials: int, low: int, high: int) -> list[int]:
+    """The study's hidden sizes, evenly spread from ``low`` to ``high``."""
+    return [round(low + i * (high - low) / max(1, trials - 1)) for i in range(trials)]
+
+
 def write_study(directory: Path, trials: int, epochs: int, low: int, high: int) -> Path:
     # Every trial is enqueued, so every N trains the same models: a grid would not do, as
     # each worker's sampler has its own seed and so its own order of the grid.
-    sizes = [round(low + i * (high - low) / max(1, trials - 1)) for i in range(trials)]
+    sizes = hidden_sizes(trials, low, high)
     enqueue = "[" + ", ".join(f"{{hidden_dim: {h}}}" for h in sizes) + "]"
     path = directory / "scaling.yaml"
     text = STUDY.format(low=low, high=high, trials=trials, epochs=epochs, enqueue=enqueue)

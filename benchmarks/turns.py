@@ -28,13 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from scaling import hidden_sizes  # this directory: scripts run as python benchmarks/NAME.py
 
 from hpsearch.config import TrainConfig
 from hpsearch.data import Dataset, load_dataset
+from hpsearch.launcher import available_cores
 from hpsearch.slots import CpuSlots
 from hpsearch.train import train
 
-# The scaling study's configuration (benchmarks/scaling.py): plain packed RNN, Adam, lr 1e-3.
+# The scaling study's model and optimizer (benchmarks/scaling.py: plain packed RNN, Adam, lr
+# 1e-3, batch 32), without dropout; the point is the same work in every process either way.
 BASE = TrainConfig().replace(cell="rnn", lr=1e-3, dropout=0.0, threads=1)
 
 
@@ -84,13 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, nargs=2, default=[64, 100], metavar=("LOW", "HIGH"))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    cores = len(os.sched_getaffinity(0))
-    low, high = args.hidden
-    steps = max(args.trials - 1, 1)
-    cfgs = [
-        BASE.replace(epochs=args.epochs, hidden_dim=low + round(i * (high - low) / steps))
-        for i in range(args.trials)
-    ]
+    cores = available_cores()
+    sizes = hidden_sizes(args.trials, *args.hidden)
+    cfgs = [BASE.replace(epochs=args.epochs, hidden_dim=h) for h in sizes]
     data = load_dataset(BASE, args.data_dir)
     print(f"{args.trials} trainings x {args.epochs} epochs, {cores} cores, load {os.getloadavg()}")
     results: dict[int, list[dict[str, float]]] = {k: [] for k in args.processes}

@@ -134,10 +134,15 @@ class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
         super().__call__(study, queued)
 
 
+def _backend(storage: Any) -> Any:
+    """The storage under Optuna's cache (``_CachedStorage`` wraps the RDB one), or itself."""
+    return getattr(storage, "_backend", storage)
+
+
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """``trial.set_user_attr`` for each of ``attrs``, in one transaction on hpsearch's
     database storage (benchmarks/README.md, storage_overhead.py), one by one elsewhere."""
-    backend = getattr(trial.storage, "_backend", trial.storage)  # Optuna's cache wraps it
+    backend = _backend(trial.storage)
     if not isinstance(backend, _RDBStorage) or len(attrs) < 2:
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -203,7 +208,7 @@ def fail_trials_without_heartbeat(study: optuna.Study) -> int:
     was killed) between creating a trial and its first heartbeat leaves a trial that Optuna
     never fails, holding a slot of the budget for ever while the other workers wait on it.
     """
-    backend = getattr(study._storage, "_backend", study._storage)
+    backend = _backend(study._storage)
     if not isinstance(backend, optuna.storages.RDBStorage) or not backend.heartbeat_interval:
         return 0
     grace = backend.grace_period or 2 * backend.heartbeat_interval
@@ -243,7 +248,7 @@ def count_states(study: optuna.Study) -> dict[TrialState, int] | None:
     saves less than it seems: Optuna's cache then reads the new trials at the sampler's next
     call instead; benchmarks/README.md.)
     """
-    backend = getattr(study._storage, "_backend", study._storage)
+    backend = _backend(study._storage)
     if not isinstance(backend, optuna.storages.RDBStorage):
         return None
     trials = optuna_models.TrialModel.__table__
