@@ -195,7 +195,15 @@ def studies_cmd(storage: StorageOpt = None, studies_dir: StudiesDirOpt = None) -
 @command("run")
 def run_cmd(
     study: StudyOpt,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            help="Worker processes. One per core searches fastest on a CPU; with one, the "
+            "search repeats exactly from the study's seed.",
+        ),
+    ] = 1,
     trials: TrialsOpt = None,
     timeout: TimeoutOpt = None,
     storage: StorageOpt = None,
@@ -376,8 +384,10 @@ def report_cmd(
     ] = None,
     storage: StorageOpt = None,
 ) -> None:
-    """Write plots (PNG + one offline HTML page): history, importances, pairwise heatmaps,
-    parallel coordinates, learning curves.
+    """Write a study's plots: PNG files and one offline HTML page.
+
+    Optimization history, parameter importances, pairwise heatmaps (the report's Figure 1),
+    parallel coordinates and learning curves (pruned trials included).
 
     Example: hpsearch report --study regularization -o reports/regularization
     """
@@ -401,8 +411,9 @@ def compare_cmd(
     storage: StorageOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """One table across studies: best validation accuracy, test accuracy (mean +- std over
-    seeds, via evaluate), trials and epochs spent.
+    """One table across studies: best and test accuracy, trials and epochs spent.
+
+    Test accuracy is the mean +- std over seeds of the best configuration (as evaluate).
 
     Example: hpsearch compare regularization architecture best --seeds 3
     """

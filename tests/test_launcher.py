@@ -252,6 +252,26 @@ def test_workers_beyond_the_cores_take_turns(tmp_path: Path, trec_dir: Path) -> 
         assert start >= end, f"two trials trained at once: one ended {end}, next began {start}"
 
 
+def test_one_worker_repeats_a_new_study_exactly(tmp_path: Path, trec_dir: Path) -> None:
+    # What `run --help` promises for --workers 1: the enqueued point, the random start-up
+    # draws and TPE's draws follow the study's seed, and seeded training gives the same
+    # values, so the pruner and TPE see the same history and decide alike.
+    def trials(directory: Path) -> list[tuple[str, dict[str, float], float | None]]:
+        directory.mkdir()
+        returncode, output = _run_process(directory, trec_dir, workers=1, trials=7)
+        assert returncode == 0, output
+        storage = optuna.storages.RDBStorage(f"sqlite:///{directory}/hpsearch.db")
+        try:
+            found = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+        finally:
+            storage.engine.dispose()
+        return [(t.state.name, t.params, t.value) for t in found]
+
+    first = trials(tmp_path / "a")
+    assert len(first) == 7  # the enqueued point, 4 random start-up draws, then TPE
+    assert trials(tmp_path / "b") == first
+
+
 def _study_with_a_result(tmp_path: Path) -> optuna.Study:
     study = optuna.create_study(
         storage=f"sqlite:///{tmp_path}/r.db", study_name="r", direction="maximize"
