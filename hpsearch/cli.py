@@ -166,10 +166,13 @@ def train_cmd(
     Example: hpsearch train --config best.json --test --set epochs=20
     """
     from hpsearch import config as config_mod
-    from hpsearch import display
-    from hpsearch.train import TrainingDiverged
+    from hpsearch import display, outfile
+    from hpsearch.train import TrainingDiverged, resolve_device
 
     cfg = config_mod.load(config_file, overrides or [])
+    resolve_device(cfg.device)  # before the table of epochs starts
+    if save is not None:
+        outfile.check_writable(save)  # now, not after the training
     try:
         display.train_with_progress(cfg, data_dir, test=test, save=save, console=console)
     except TrainingDiverged as exc:

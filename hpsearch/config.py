@@ -150,24 +150,39 @@ def coerce(name: str, value: Any, *, source: str = "config") -> Any:
     raise AssertionError(f"unhandled type for {name}: {_HINTS[name]}")  # pragma: no cover
 
 
+# Integer fields' ranges. The upper bounds lie far past any useful value; they are there so
+# that a typo (hidden_dim: 1e30, threads: 100000) is an error naming the field at load time
+# instead of a failed allocation, an overflow or a crash (OpenMP segfaults) epochs later.
+# Seeds: numpy's generator (split_seed) takes no negative seed, torch none of 2**63 or more.
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "min_freq": (1, 10**9),
+    "max_vocab": (3, 10**9),  # room for <pad>, <unk> and one word
+    "split_seed": (0, 2**63 - 1),
+    "embedding_dim": (1, 65536),
+    "hidden_dim": (1, 65536),
+    "num_layers": (1, 64),
+    "attention_heads": (1, 65536),
+    "head_layers": (0, 64),
+    "head_hidden_dim": (1, 65536),
+    "batch_size": (1, 2**20),
+    "epochs": (1, 10**6),
+    "seed": (0, 2**63 - 1),
+    "threads": (1, 1024),
+}
+_NULLABLE = frozenset({"max_vocab", "threads"})
+
+
 def _check_values(cfg: TrainConfig, *, source: str) -> None:
     """Range and cross-field checks; each message names the field, the value and the rule."""
 
     def fail(name: str, rule: str) -> typing.NoReturn:
         raise ConfigError(f"{source}: {name}: {rule}, got {getattr(cfg, name)!r}")
 
-    for name in ("embedding_dim", "hidden_dim", "num_layers", "batch_size", "epochs"):
-        if getattr(cfg, name) < 1:
-            fail(name, "must be >= 1")
-    for name in ("min_freq", "attention_heads", "head_hidden_dim"):
-        if getattr(cfg, name) < 1:
-            fail(name, "must be >= 1")
-    if cfg.head_layers < 0:
-        fail("head_layers", "must be >= 0")
-    if cfg.max_vocab is not None and cfg.max_vocab < 3:
-        fail("max_vocab", "must be >= 3 (room for <pad>, <unk> and one word) or null")
-    if cfg.threads is not None and cfg.threads < 1:
-        fail("threads", "must be >= 1 or null")
+    for name, (low, high) in _INT_RANGES.items():
+        value = getattr(cfg, name)
+        if value is not None and not low <= value <= high:
+            shown = "2**63 - 1" if high == 2**63 - 1 else str(high)
+            fail(name, f"must be in [{low}, {shown}]" + (" or null" if name in _NULLABLE else ""))
     if not 0.0 < cfg.valid_fraction < 1.0:
         fail("valid_fraction", "must be between 0 and 1 (exclusive)")
     for name in ("dropout", "rnn_dropout", "head_dropout"):
@@ -213,15 +228,70 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set lr=0.001")
-    return key, yaml_load(raw) if raw.strip() else None
+    if not raw.strip():
+        return key, None
+    try:
+        return key, yaml_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"--set {text!r}: the value is not valid YAML ({problem}); "
+            f"quote a string: --set '{key}=\"...\"'"
+        ) from None
+
+
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-3`` as a float (YAML 1.1 demands ``1.0e-3``)."""
+    """SafeLoader with YAML 1.2's plain scalars and no repeated keys.
+
+    PyYAML follows YAML 1.1, where ``yes``/``no``/``on``/``off`` are booleans, ``010`` is
+    octal 8, ``1:30`` is base-60 (90) and ``1e-3`` is a string. Here only true/false are
+    booleans, integers are decimal (``1_000`` too) or 0x/0o, ``1e-3`` is a float, dates stay
+    strings, and a key given twice in one mapping is an error, not the last one winning.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r} (first at line {seen[key] + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
 
 
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+    digits = text.lstrip("+-")
+    base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+    value = int(digits[2:] if base != 10 else digits, base)
+    return -value if text.startswith("-") else value
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Loader.add_constructor(_INT, _construct_int)
+_Loader.add_implicit_resolver(
+    _FLOAT,
     re.compile(
         r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
         |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
@@ -235,7 +305,7 @@ _Loader.add_implicit_resolver(
 
 
 def yaml_load(text: str) -> Any:
-    """Parse YAML safely, with scientific notation read as numbers."""
+    """Parse YAML safely, with YAML 1.2's numbers and booleans (``_Loader``)."""
     return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: no arbitrary objects
 
 

@@ -1,8 +1,8 @@
 """Database URLs: resolving and checking them, hiding their passwords, driver settings.
 
-Every message that names a database goes through ``mask_url`` (the URL without its password)
-and ``scrub`` (a driver's error text without it, raw or URL-encoded); ``failure`` turns a
-driver's error into one password-free line.
+Every message that names a database goes through ``mask_url`` (the URL without its password,
+in the user information or in the query string) and ``scrub`` (a driver's error text without
+them, raw or URL-encoded); ``failure`` turns a driver's error into one password-free line.
 """
 
 from __future__ import annotations
@@ -40,9 +40,32 @@ _DRIVERS: dict[str, tuple[str | None, ...]] = {
 
 _SCHEME_ALIASES = {"postgres": "postgresql"}
 
-# Greedy up to the last '@': with an unencoded '@' or '/' in the password the split is
-# ambiguous, and hiding too much is the safe side.
-_USERINFO = re.compile(r"^(?P<head>[^:/?#@]*://[^:/?#@]*:)(?P<password>.*)@")
+# From the first ':' after the scheme (the user name may hold an unencoded '@' or '/', but
+# not start with '/' as a SQLite path does), greedy up to the last '@': with an unencoded '@'
+# or '/' in the password the split is ambiguous, and hiding too much is the safe side.
+_USERINFO = re.compile(r"^(?P<head>[^:/?#@]*://(?:[^:/][^:]*)?:)(?P<password>.*)@")
+
+# Query parameters whose value is a secret: libpq's secret keywords (password, sslpassword,
+# oauth_client_secret) and its SCRAM keys (they authenticate like the password), pymysql's
+# and mysqlclient's (password, passwd, ssl_key_password). Any other name that looks like one
+# is hidden too; sslkey, sslcert and passfile are paths, kept readable.
+_SECRET_PARAMS = frozenset(
+    {
+        "password",
+        "passwd",
+        "sslpassword",
+        "oauth_client_secret",
+        "scram_client_key",
+        "scram_server_key",
+        "ssl_key_password",
+    }
+)
+_SECRET_PARAM_NAME = re.compile(r"passw(?:or)?d|passphrase|secret")
+# Every `key=value` after a '?' or '&', overlapping: where an unencoded '?' or '@' makes the
+# query's start ambiguous, each reading is masked (the value runs to the next '&').
+_QUERY_PARAM = re.compile(r"(?=[?&](?P<key>[^=&?]*)=(?P<value>[^&]*))")
+
+_ENCODE_HINT = "@ as %40, : as %3A, / as %2F, # as %23, ? as %3F, % as %25"
 
 
 class DatabaseUnavailable(StorageError):
@@ -63,7 +86,7 @@ def resolve_url(url: str | None) -> str:
     except (sa_exc.ArgumentError, ValueError):
         hint = ""
         if _USERINFO.match(text):
-            hint = " (percent-encode special characters in the password: @ %40, : %3A, / %2F)"
+            hint = f" (percent-encode special characters in the user and password: {_ENCODE_HINT})"
         raise StorageError(f"{where} is malformed{hint}; expected one of: {SUPPORTED}") from None
     backend, _, driver = parsed.drivername.partition("+")
     backend = _SCHEME_ALIASES.get(backend, backend)
@@ -83,6 +106,17 @@ def resolve_url(url: str | None) -> str:
                 f"{where}: a SQLite URL has no host; use sqlite:///relative/path.db "
                 "or sqlite:////absolute/path.db"
             )
+        if _in_memory(parsed):
+            # Every worker process, and every later command, would open its own empty one.
+            raise StorageError(
+                f"{where}: an in-memory SQLite database vanishes with the process, and the "
+                f"workers and later commands share the database; give a file, e.g. {DEFAULT_URL}"
+            )
+    elif _unencoded_userinfo(text, parsed):
+        raise StorageError(
+            f"{where}: the password or user name contains a character that must be "
+            f"percent-encoded ({_ENCODE_HINT})"
+        )
     elif not parsed.host or not parsed.database:
         missing = "host" if not parsed.host else "database name"
         raise StorageError(f"{where} has no {missing}; expected e.g. {backend}://user@host/db")
@@ -92,15 +126,24 @@ def resolve_url(url: str | None) -> str:
 
 
 def mask_url(url: str) -> str:
-    """Return the URL with its password replaced by ``***``; never raises."""
-    parsed = _trusted_parse(url)
-    if parsed is not None:
-        return url if parsed.password is None else parsed.render_as_string(hide_password=True)
-    return _USERINFO.sub(r"\g<head>***@", url, count=1)
+    """Return the URL with its password, and the values of secret query parameters
+    (``?password=``, ``?sslpassword=``, ...), replaced by ``***``; never raises."""
+    # Masked by position in the text as written, every other character kept as it is.
+    spans: list[tuple[int, int]] = []
+    for start, stop in sorted(_secret_spans(url)):
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(stop, spans[-1][1]))
+        else:
+            spans.append((start, stop))
+    masked, end = [], 0
+    for start, stop in spans:
+        masked += [url[end:start], "***"]
+        end = stop
+    return "".join(masked) + url[end:]
 
 
 def scrub(text: str, url: str) -> str:
-    """Remove the URL's password, raw or URL-encoded, from a message."""
+    """Remove the URL's password and secret query values, raw or URL-encoded, from a message."""
     forms: set[str] = set()
     parsed = _trusted_parse(url)
     if parsed is not None:
@@ -111,10 +154,66 @@ def scrub(text: str, url: str) -> str:
         if match:
             raw = match["password"]
             forms |= {raw, unquote(raw), unquote_plus(raw)}
+    for start, stop in _secret_spans(url, query_only=True):
+        value = url[start:stop]
+        forms |= {value, unquote(value), unquote_plus(value)}
     forms |= {quote(f, safe="") for f in forms} | {quote_plus(f) for f in forms}
+    # The URL itself first: where its secrets overlap (an ambiguous '@'), one form replaced
+    # could leave a piece of the other.
+    text = text.replace(url, mask_url(url)) if url else text
     for form in sorted(forms - {""}, key=len, reverse=True):
         text = text.replace(form, "***")
     return text
+
+
+def _secret_spans(url: str, *, query_only: bool = False) -> list[tuple[int, int]]:
+    """Where the URL's secrets lie: its password, and the values of secret query parameters.
+
+    A URL that SQLAlchemy reads unambiguously has its password exactly where ``_USERINFO``
+    finds it; otherwise that match runs to the last '@', hiding too much rather than a piece.
+    """
+    spans = []
+    match = None if query_only else _USERINFO.match(url)
+    if match:
+        spans.append(match.span("password"))
+    for param in _QUERY_PARAM.finditer(url):
+        if param["value"] and _is_secret_param(param["key"]):
+            spans.append(param.span("value"))
+    return spans
+
+
+def _is_secret_param(key: str) -> bool:
+    """Whether a query parameter's value is a secret (``key`` as written in the URL)."""
+    name = unquote_plus(key).strip().lower()
+    return name in _SECRET_PARAMS or _SECRET_PARAM_NAME.search(name) is not None
+
+
+def _unencoded_userinfo(text: str, parsed: URL) -> bool:
+    """Whether a server URL's user name or password holds an unencoded '@', '/', '?' or '#'.
+
+    SQLAlchemy ends the password at the first '@' and reads the rest of it as the host (or,
+    after a '/' in the user name, the user information as host and database name): the
+    driver's error then shows that piece of the password. A '/', '?' or '#' in the password
+    reads as well as the start of a path or query holding an '@' (``h:5432/db?x=a@b``).
+    """
+    rest = text.split("://", 1)[1]
+    if parsed.username is None and parsed.password is None:
+        return "@" in rest
+    userinfo, _, host_and_rest = rest.partition("@")
+    return "@" in host_and_rest or any(c in userinfo for c in "/?#")
+
+
+def _in_memory(parsed: URL) -> bool:
+    """Whether a SQLite URL names an in-memory database (lost when its process ends)."""
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        return True
+    for key, memory in (("mode", "memory"), ("vfs", "memdb")):
+        values = parsed.query.get(key, ())
+        values = (values,) if isinstance(values, str) else values
+        if any(v.strip().lower() == memory for v in values):
+            return True
+    return False
 
 
 def _trusted_parse(url: str) -> URL | None:

@@ -14,9 +14,7 @@ import datetime as dt
 import importlib.metadata
 import io
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +26,9 @@ from rich.table import Table
 
 from hpsearch import config as config_mod
 from hpsearch import data as data_mod
+from hpsearch import outfile
 from hpsearch import storage as storage_mod
-from hpsearch.errors import StudyError, UsageError, did_you_mean
+from hpsearch.errors import StudyError, did_you_mean
 from hpsearch.workers import SPEC_ATTR, count_trials
 
 EXPORT_FORMAT = "hpsearch-export/1"
@@ -190,44 +189,9 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str) + "\n"
 
 
-def _umask() -> int:
-    """The process umask. Linux shows it in /proc; elsewhere it can only be read by setting
-    it, which other threads could see for an instant (so the placeholder is the strict 0o077)."""
-    try:
-        status = Path("/proc/self/status").read_text(encoding="ascii")
-    except OSError:
-        status = ""
-    for line in status.splitlines():
-        if line.startswith("Umask:"):
-            return int(line.split()[1], 8)
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory: readers never see half a file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        # mkstemp makes the file private (0o600); an export gets what open() would give it.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def write_json(data: Any, path: Path) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    _write_atomic(Path(path), to_json(data))
+    outfile.write_text(Path(path), to_json(data))
 
 
 # --- every trial as CSV -------------------------------------------------------------------------
@@ -267,7 +231,7 @@ def trials_csv(study_name: str, url: str, path: Path) -> int:
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    _write_atomic(Path(path), buffer.getvalue())
+    outfile.write_text(Path(path), buffer.getvalue())
     return len(rows)
 
 

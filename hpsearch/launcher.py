@@ -218,6 +218,17 @@ def run_study(
     retry_seconds = db_retry_seconds()  # a bad value is an error before anything starts
     console = console or Console(stderr=True)
     study = open_study(spec, url, force=force, heartbeat=False)
+    left = spec.trials - count_trials(study).done
+    if workers > max(1, left):
+        # A worker beyond the trials left would start (import torch, load the data) for
+        # nothing: --workers 100 on a 2-trial budget starts 2.
+        needed = max(1, left)
+        console.print(
+            f"note: {max(0, left)} of {spec.trials} trials left to run: starting {needed} of "
+            f"the {workers} workers",
+            soft_wrap=True,
+        )
+        workers = needed
     console.print(
         f"study {spec.name}: {spec.trials} trials, {workers} workers, "
         f"storage {storage_mod.mask_url(url)}",
@@ -259,27 +270,28 @@ def run_study(
             soft_wrap=True,
         ),
     )
+
+    def show(live: Live) -> int:
+        alive = sum(p.poll() is None for p in launch.processes)
+        # The database may be away for a while: the workers retry (and report it), and the
+        # view catches up afterwards.
+        with contextlib.suppress(*DB_DOWN):
+            counts = count_trials(study)
+            live.update(
+                display.status(
+                    study, counts, budget=spec.trials, started=started, workers_alive=alive
+                )
+            )
+        return alive
+
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
-            while True:
-                alive = sum(p.poll() is None for p in launch.processes)
-                # The database may be away for a while: the workers retry (and report it),
-                # and the view catches up afterwards.
-                with contextlib.suppress(*DB_DOWN):
-                    live.update(
-                        display.status(
-                            study,
-                            count_trials(study),
-                            budget=spec.trials,
-                            started=started,
-                            workers_alive=alive,
-                        )
-                    )
-                if alive == 0 or interrupted.wait(refresh):
-                    break
+            while show(live) and not interrupted.wait(refresh):
+                pass
             if interrupted.is_set():
                 console.print("interrupted: stopping workers...")
                 stop_workers(launch)
+                show(live)  # the stopped workers' trials as they were left: failed
         display.end_live(console)
     finally:
         stop_workers(launch)

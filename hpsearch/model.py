@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from hpsearch import outfile
 from hpsearch.batching import Batch
 from hpsearch.config import TrainConfig, from_mapping
 from hpsearch.data import PAD, Vocab
@@ -213,11 +214,8 @@ def save_checkpoint(
         "num_classes": model.num_classes,
         "extra": dict(extra or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint under the real name
+    # Never a half-written checkpoint under the real name, nor a stray temporary file.
+    outfile.write_with(Path(path), lambda target: torch.save(payload, target))
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

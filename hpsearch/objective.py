@@ -110,12 +110,24 @@ class Objective:
 
 
 def check_inputs(spec: StudySpec) -> None:
-    """Load the pretrained vectors that the study's trials will use; raise EmbeddingsError.
+    """Check the study's device and load the pretrained vectors its trials will use; raise
+    ConfigError or EmbeddingsError.
 
-    Run before the study is created, so that a missing or corrupt vectors file is one error
-    with nothing written to the database, not a failed trial per trial. The vectors stay
-    cached in this process, so a worker's trials do not load them again.
+    Run before the study is created, so that a device this machine lacks or a missing or
+    corrupt vectors file is one error with nothing written to the database, not a failed
+    trial per trial. The vectors stay cached in this process, so a worker's trials do not
+    load them again.
     """
+    from hpsearch.train import resolve_device
+
+    device = str(spec.config.get("device", "auto"))
+    try:
+        resolve_device(device)
+    except ConfigError:
+        raise ConfigError(
+            f"{spec.path or spec.name}: config.device: {device!r} is not available on this "
+            "machine; use auto or cpu"
+        ) from None
     values = [spec.config.get("embeddings")]
     searched = spec.space.get("embeddings")
     if searched is not None and searched.choices is not None:

@@ -95,6 +95,8 @@ def parse_sampler(src: str, raw: Any, space: Mapping[str, ParamSpec]) -> dict[st
     seed = raw.get("seed", DEFAULT_SAMPLER["seed"])
     if seed is not None:
         seed = as_int(src, "sampler.seed", seed, 0)
+        if seed > 2**32 - 1:  # numpy's RandomState, which Optuna's samplers seed
+            fail(src, "sampler.seed", f"must be <= 2**32 - 1, got {seed}")
     reserved = {
         "seed": "give the seed as sampler.seed",
         "search_space": "the grid comes from space (choices or step)",

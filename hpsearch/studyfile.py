@@ -118,7 +118,8 @@ class StudySpec:
         grid = self.grid() if self.sampler["name"] == "grid" else None
         sampler = dict(self.sampler)
         if sampler.get("seed") is not None and grid is None:
-            sampler["seed"] = sampler["seed"] + seed_offset
+            # Wrapped into numpy's seed range (sampling.py allows seeds up to 2**32 - 1).
+            sampler["seed"] = (sampler["seed"] + seed_offset) % 2**32
         return build_sampler(sampler, grid)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:

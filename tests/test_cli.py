@@ -78,6 +78,29 @@ def test_unknown_override_is_one_line_naming_it(cli: CliRunner) -> None:
     assert "'hiden_dim'" in line and "did you mean 'hidden_dim'?" in line
 
 
+def test_an_unwritable_checkpoint_path_is_refused_before_training(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    result = _invoke(cli, "train", "--set", "epochs=1", "--save", str(tmp_path))
+    assert _usage_error(result) == (
+        f"error: {tmp_path}: is a directory; give the name of a file in it"
+    )
+    assert "epoch" not in result.output  # not one epoch trained
+
+
+def test_a_device_this_machine_lacks_is_refused_before_the_table(cli: CliRunner) -> None:
+    result = _invoke(cli, "train", "--set", "device=mps", "--set", "epochs=1")
+    assert _usage_error(result) == (
+        "error: config: device: 'mps' is not available here; use auto or cpu"
+    )
+    assert "epoch" not in result.output
+
+
+def test_a_value_that_is_not_yaml_is_one_line(cli: CliRunner) -> None:
+    line = _usage_error(_invoke(cli, "train", "--set", "lr={"))
+    assert line.startswith("error: --set 'lr={': the value is not valid YAML (")
+
+
 def test_bad_choice_is_one_line_with_the_allowed_values(cli: CliRunner) -> None:
     line = _usage_error(_invoke(cli, "train", "--set", "cell=grru"))
     assert "cell" in line and "'grru'" in line

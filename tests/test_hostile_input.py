@@ -127,6 +127,26 @@ SPEC_CASES = {
         edit("trials: 2", "trials: 0"),
         ["study.yaml: budget.trials: must be >= 1, got 0"],
     ),
+    "repeated key": (
+        BASE + "space:\n  dropout: {low: 0.0, high: 0.5}\n",
+        ["study.yaml: invalid YAML at line 8: found duplicate key 'space' (first at line 3)"],
+    ),
+    "negative split seed": (
+        edit("threads: 1}", "threads: 1, split_seed: -3}"),
+        ["study.yaml: config.split_seed: must be in [0, 2**63 - 1], got -3"],
+    ),
+    "size past any machine": (
+        edit("space:\n", "space:\n  head_hidden_dim: {low: 8, high: 99999999999999999999}\n"),
+        ["study.yaml: space.head_hidden_dim.high: must be in [1, 65536], got 9999999999"],
+    ),
+    "device this machine lacks": (  # no Linux machine has Apple's MPS
+        edit("threads: 1}", "threads: 1, device: mps}"),
+        ["study.yaml: config.device: 'mps' is not available on this machine; use auto or cpu"],
+    ),
+    "sampler seed past numpy's": (
+        edit("seed: 0}", "seed: 4294967296}"),
+        ["study.yaml: sampler.seed: must be <= 2**32 - 1, got 4294967296"],
+    ),
     "grid over a continuous range": (
         edit("name: random", "name: grid"),
         ["study.yaml: space.lr: grid needs choices or step for lr"],

@@ -194,6 +194,14 @@ def test_more_trials_completes_exactly_the_extra_ones(runner: CliRunner) -> None
     assert states[TrialState.RUNNING.name] == 0
 
 
+def test_no_more_workers_start_than_trials_are_left(runner: CliRunner) -> None:
+    code, output = _run(runner, "--workers", "3", "--trials", str(TRIALS + 1))
+    assert code == 0, output
+    assert f"note: 1 of {TRIALS + 1} trials left to run: starting 1 of the 3 workers" in output
+    assert output.count("budget spent") == 1  # one worker ran, and the last trial
+    assert _done(_states(Path.cwd())) == TRIALS + 1
+
+
 def test_changed_spec_is_refused_unless_forced(finished: Finished, runner: CliRunner) -> None:
     path = Path("study.yaml")
     path.write_text(path.read_text().replace("high: 3.0e-2", "high: 5.0e-2"))

@@ -19,7 +19,7 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from hpsearch import spawn
+from hpsearch import spawn, storage
 from hpsearch.cli import app
 from hpsearch.errors import UsageError
 
@@ -87,7 +87,11 @@ def test_a_forked_worker_trains_shows_its_name_and_stops_on_sigint(
         while not running and time.monotonic() < deadline and worker.poll() is None:
             time.sleep(0.2)
             try:
-                study = optuna.load_study(study_name="forked", storage=url)
+                # Through hpsearch's storage, which takes the schema-creation lock: Optuna's
+                # own would race the worker creating the tables (a duplicate alembic_version).
+                study = optuna.load_study(
+                    study_name="forked", storage=storage.open_storage(url, heartbeat=False)
+                )
             except KeyError:  # not created yet
                 continue
             running = [t for t in study.trials if t.intermediate_values]

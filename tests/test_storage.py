@@ -15,15 +15,16 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import optuna
 import pytest
 import sqlalchemy
+from typer.testing import CliRunner
 
-from hpsearch import locks, storage
+from hpsearch import cli, locks, storage
 from hpsearch.errors import StorageError
 
 SECRET = "p@ss:w/rd"  # every character that must be percent-encoded in a URL
@@ -91,7 +92,11 @@ def test_resolve_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
         ("mysql://root@h:3306/t?charset=utf8mb4", "mysql+pymysql://root@h:3306/t?charset=utf8mb4"),
         ("mysql+pymysql://root@h/t", "mysql+pymysql://root@h/t"),
         (" sqlite:////abs/x.db ", "sqlite:////abs/x.db"),
-        ("sqlite://", "sqlite://"),
+        ("sqlite:////abs/we@x:y.db", "sqlite:////abs/we@x:y.db"),  # a path, not a password
+        (
+            "postgresql://u@h/db?application_name=a%40b",
+            "postgresql+psycopg://u@h/db?application_name=a%40b",
+        ),
     ],
 )
 def test_resolve_url_normalises(url: str, expected: str) -> None:
@@ -125,6 +130,109 @@ def test_resolve_url_rejects(url: str, fragment: str) -> None:
         assert "sqlite:///" in message and "postgresql://" in message and "mysql://" in message
 
 
+# An unencoded '@' (or '/' in the user name) shifts SQLAlchemy's split: the rest of the
+# password became the host, and the driver's error showed it. A '/', '?' or '#' in the
+# password could start a path or query as well.
+@pytest.mark.parametrize("scheme", ["postgresql", "mysql", "postgresql+psycopg", "mysql+pymysql"])
+@pytest.mark.parametrize(
+    ("userinfo", "masked"),
+    [
+        ("u:pa@ssW0rdX", "u:***@"),
+        ("u:pa@ssW0rdX@more", "u:***@"),
+        ("u:@ssW0rdX", "u:***@"),
+        ("u:pa@ssW0rdX/x", "u:***@"),
+        ("u:pa@ssW0rdX?x=y", "u:***@"),
+        ("us@ssW0rdX:pw", "us@ssW0rdX:***@"),  # the user name: no secret, but misread
+        ("u/ssW0rdX:pw", "u/ssW0rdX:***@"),
+        ("u:pa/ssW0rdX", "u:***@"),
+        ("u:pa?ssW0rdX", "u:***@"),
+        ("u:pa#ssW0rdX", "u:***@"),
+    ],
+)
+def test_resolve_url_rejects_unencoded_userinfo(scheme: str, userinfo: str, masked: str) -> None:
+    url = f"{scheme}://{userinfo}@127.0.0.1:5432/test"
+    with pytest.raises(StorageError) as info:
+        storage.resolve_url(url)
+    message = str(info.value)
+    assert (
+        f"storage URL '{scheme}://{masked}127.0.0.1:5432/test': the password or user name"
+        in message
+    )
+    assert "must be percent-encoded (@ as %40," in message and "\n" not in message
+    if userinfo.startswith("u:"):
+        assert "ssW0rdX" not in message and "pa@" not in message
+    assert "ssW0rdX" not in storage.mask_url(url).replace(masked, "")
+    assert "pw" not in storage.mask_url(url)
+    encoded = f"{scheme}://u:{quote('pa@ssW0rdX/?#:%', safe='')}@127.0.0.1:5432/test"
+    assert storage.resolve_url(encoded).endswith(encoded.split("://", 1)[1])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite+pysqlite:///:memory:",
+        "sqlite:///file::memory:?cache=shared&uri=true",
+        "sqlite:///file:x.db?mode=memory&uri=true",
+        "sqlite:///file:x.db?vfs=memdb&uri=true",
+    ],
+)
+def test_resolve_url_refuses_in_memory_sqlite(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every worker process, and every later command, would open its own empty database.
+    for call in (lambda: storage.resolve_url(url), lambda: storage.open_storage(url)):
+        with pytest.raises(StorageError) as info:
+            call()
+        assert str(info.value) == (
+            f"storage URL {url!r}: an in-memory SQLite database vanishes with the process, and "
+            "the workers and later commands share the database; give a file, e.g. "
+            "sqlite:///hpsearch.db"
+        )
+    monkeypatch.setenv(storage.ENV_URL, url)
+    with pytest.raises(StorageError, match=f"^{storage.ENV_URL}: storage URL .*in-memory"):
+        storage.resolve_url(None)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
+def test_every_command_refuses_in_memory_sqlite(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trec_dir: Path
+) -> None:
+    # `run` used to exit 0 with every trial lost: each worker had its own empty database.
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(trec_dir))
+    monkeypatch.chdir(tmp_path)
+    study = tmp_path / "tiny.yaml"
+    study.write_text(
+        "name: tiny\nconfig: {hidden_dim: 8, embedding_dim: 8, batch_size: 256, threads: 1}\n"
+        "space: {lr: {low: 0.001, high: 0.01, log: true}}\nbudget: {trials: 2, epochs: 1}\n"
+    )
+    expected = (
+        f"error: storage URL {url!r}: an in-memory SQLite database vanishes with the process, "
+        "and the workers and later commands share the database; give a file, e.g. "
+        "sqlite:///hpsearch.db\n"
+    )
+    commands = [
+        ["studies"],
+        ["run", "-s", str(study), "--workers", "2"],
+        ["worker", "-s", str(study)],
+        ["export", "-s", "tiny"],
+        ["best", "-s", "tiny"],
+        ["evaluate", "-s", "tiny", "--seeds", "1"],
+        ["report", "-s", "tiny"],
+        ["compare", "tiny", "--no-evaluate"],
+        ["dashboard", "--port", str(_closed_port())],
+    ]
+    for args in commands:
+        for storage_args, env in (
+            (["--storage", url], {}),
+            ([], {storage.ENV_URL: url}),
+        ):
+            result = CliRunner(env=env).invoke(cli.app, [*args, *storage_args])
+            assert result.exit_code == 2, (args, result.output, result.exception)
+            assert result.stderr == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # nothing written
+
+
 def test_resolve_url_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(storage.ENV_URL, "redis://x")
     with pytest.raises(StorageError, match=storage.ENV_URL):
@@ -139,16 +247,81 @@ def test_resolve_url_names_the_environment_variable(monkeypatch: pytest.MonkeyPa
         f"postgresql://user:{SECRET}@host/db",  # not encoded: unparseable
         "postgresql://user:p@ss@host/db",  # not encoded: parses, wrongly
         f"nonsense://user:{SECRET}@",
+        f"postgresql://user:{ENCODED}@h/db?application_name=x@y&password={SECRET}",
+        f"postgresql://user:{ENCODED}@h/db?password={SECRET}&password={quote_plus(SECRET)}",
     ],
 )
 def test_mask_url_and_scrub_hide_the_password(url: str) -> None:
     masked = storage.mask_url(url)
-    assert "user:***@" in masked
+    assert "user:***" in masked  # and, where the URL is ambiguous, perhaps what follows
     assert not _leaks(masked) and "p@ss" not in masked
     message = f"failed for {SECRET} / {ENCODED} / {quote_plus(SECRET)} ({url})"
     scrubbed = storage.scrub(message, url)
     assert not _leaks(scrubbed) and "p@ss" not in scrubbed
     assert scrubbed.startswith("failed for ***")
+
+
+# Values of the parameters libpq marks secret (password, sslpassword, oauth_client_secret),
+# its SCRAM keys, pymysql's and mysqlclient's (password, passwd, ssl_key_password).
+SECRET_PARAMS = [
+    ("postgresql", "password"),
+    ("postgresql", "sslpassword"),
+    ("postgresql", "oauth_client_secret"),
+    ("postgresql", "scram_client_key"),
+    ("postgresql", "scram_server_key"),
+    ("postgresql+psycopg2", "PassWord"),
+    ("mysql", "password"),
+    ("mysql", "passwd"),
+    ("mysql", "ssl_key_password"),
+    ("mysql+mysqldb", "passwd"),
+]
+
+
+@pytest.mark.parametrize(("scheme", "key"), SECRET_PARAMS)
+@pytest.mark.parametrize("userinfo", ["u:S3cretPW@", f"u:{ENCODED}@", "u@", ""])
+@pytest.mark.parametrize("encode", [quote, quote_plus, lambda s: "S3cretQP"])
+def test_mask_url_and_scrub_hide_secret_query_parameters(
+    scheme: str, key: str, userinfo: str, encode: Callable[[str], str]
+) -> None:
+    value = encode(f"S3cretQP{SECRET}")
+    plain = unquote_plus(value)
+    url = (
+        f"{scheme}://{userinfo}127.0.0.1:5432/test?sslmode=require&{key}={value}"
+        "&options=-c%20synchronous_commit%3Doff&sslkey=/k.pem&passfile=/p"
+    )
+    masked = storage.mask_url(url)
+    prefix = f"{scheme}://{userinfo.replace('S3cretPW', '***').replace(ENCODED, '***')}"
+    assert masked == (
+        f"{prefix}127.0.0.1:5432/test?sslmode=require&{key}=***"
+        "&options=-c%20synchronous_commit%3Doff&sslkey=/k.pem&passfile=/p"
+    )
+    assert storage.mask_url(masked) == masked
+    message = f"failed: {plain} / {value} / {quote(plain, safe='')} / {quote_plus(plain)} ({url})"
+    scrubbed = storage.scrub(message, url)
+    assert "S3cret" not in scrubbed and not _leaks(scrubbed), scrubbed
+    assert scrubbed.startswith("failed: *** / *** / *** / ***")
+    assert "sslmode=require" in scrubbed and "synchronous_commit%3Doff" in scrubbed
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://h:5432/db?password=S3cr@etQP&sslmode=require",
+        "postgresql://u:pw@h/db?application_name=x@y&password=S3cr@etQP",
+        "postgresql://u:pw@h/db?password=S3cr@etQP&application_name=x@y",
+        "postgresql://u:S3cr@etQP@h/db?password=S3cr@etQP",
+        "postgresql://u:S3cr?password=etQP@h/db",
+        "mysql://u@h:3306/db?passwd=S3cr@etQP",
+        "mysql://u:S3cr@etQP@h/db?ssl_key_password=S3cr@etQP&charset=utf8mb4",
+    ],
+)
+def test_an_unencoded_at_sign_never_shows_a_piece_of_a_secret(url: str) -> None:
+    # An '@' in a query value reads as the end of a password too: each reading is masked.
+    for text in (storage.mask_url(url), storage.scrub(f"x {url}", url)):
+        assert "S3cr" not in text and "etQP" not in text, text
+    with pytest.raises(StorageError, match="must be percent-encoded") as info:
+        storage.resolve_url(url)
+    assert "S3cr" not in str(info.value) and "etQP" not in str(info.value)
 
 
 def test_mask_url_keeps_urls_without_password_and_never_raises() -> None:
@@ -158,6 +331,13 @@ def test_mask_url_keeps_urls_without_password_and_never_raises() -> None:
     for junk in ("", "::::", "a://b:c@", "%zz://@@@"):
         assert isinstance(storage.mask_url(junk), str)
     assert storage.mask_url("mysql://u:p@h:notaport/db") == "mysql://u:***@h:notaport/db"
+    for url in (
+        "postgresql://u@h/db?sslmode=require&options=-c%20synchronous_commit%3Doff",
+        "postgresql://h/db?password=&passfile=/x&sslkey=k&sslcert=c&sslrootcert=r",
+        "mysql://root@h/t?charset=utf8mb4&ssl_key=/k.pem&password",
+    ):
+        assert storage.mask_url(url) == url
+        assert storage.scrub(f"x {url}", url) == f"x {url}"
 
 
 # --- SQLite -----------------------------------------------------------------------------
@@ -426,10 +606,12 @@ def test_budget_lock_no_lost_updates(lock_url: str, study_name: str, tmp_path: P
 
 
 def test_budget_lock_in_memory_sqlite_and_odd_study_names(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="in-memory SQLite database vanishes"):
+        storage.budget_lock("sqlite://", "m").__enter__()
     with (
-        storage.budget_lock("sqlite://", "m"),
+        locks.db_lock("sqlite://", "m", 300, "the lock"),
         pytest.raises(StorageError),
-        storage.budget_lock("sqlite://", "m", timeout=0.05),
+        locks.db_lock("sqlite://", "m", 0.05, "the lock"),
     ):
         pass
     url = f"sqlite:///{tmp_path}/x.db"

@@ -506,3 +506,21 @@ def test_grid_workers_share_one_grid_order(tmp_path: Path) -> None:
         (study if i % 2 else other).optimize(lambda t: float(len(spec.suggest(t))), n_trials=1)
     points = {tuple(sorted(t.params.items())) for t in study.trials}
     assert len(points) == 6
+
+
+def test_the_largest_sampler_seed_still_takes_a_worker_offset() -> None:
+    spec = parse_study(
+        {
+            "name": "seeded",
+            "space": {"lr": {"low": 1.0e-3, "high": 1.0e-2}},
+            "sampler": {"name": "random", "seed": 2**32 - 1},
+            "budget": {"trials": 2},
+        },
+        source="test",
+    )
+    draws = []
+    for offset in (0, 1, 2**31):
+        study = optuna.create_study(sampler=spec.make_sampler(offset))
+        study.optimize(lambda t: spec.suggest(t)["lr"], n_trials=1)
+        draws.append(study.trials[0].params["lr"])
+    assert len(set(draws)) == 3

@@ -1,0 +1,90 @@
+"""The training configuration: YAML as YAML 1.2 reads it, ``--set`` parsing, field ranges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpsearch import config
+from hpsearch.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("010", 10),  # YAML 1.1: octal 8
+        ("1:30", "1:30"),  # YAML 1.1: base 60, 90
+        ("NO", "NO"),  # YAML 1.1: false (the Norway problem)
+        ("yes", "yes"),
+        ("off", "off"),
+        ("2024-01-01", "2024-01-01"),  # YAML 1.1: a date
+        ("1e-3", 1.0e-3),  # YAML 1.1: a string
+        ("1.0e-3", 1.0e-3),
+        ("-12", -12),
+        ("+3", 3),
+        ("1_000", 1000),
+        ("0x1F", 31),
+        ("0o17", 15),
+        ("true", True),
+        ("False", False),
+        ("~", None),
+        (".inf", float("inf")),
+    ],
+)
+def test_plain_scalars_read_as_yaml_1_2(text: str, value: Any) -> None:
+    assert config.yaml_load(f"v: {text}") == {"v": value}
+
+
+def test_a_repeated_key_names_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("space:\n  lr: {low: 1, high: 2}\nname: x\nspace:\n  dropout: {}\n")
+    with pytest.raises(ConfigError) as exc:
+        config.read_mapping(path)
+    assert str(exc.value) == (
+        f"{path}: invalid YAML at line 4: found duplicate key 'space' (first at line 1)"
+    )
+    nested = tmp_path / "y.yaml"
+    nested.write_text("config: {hidden_dim: 16, hidden_dim: 32}\n")
+    with pytest.raises(ConfigError, match="duplicate key 'hidden_dim'"):
+        config.read_mapping(nested)
+
+
+def test_merge_keys_still_merge() -> None:
+    text = "base: &b {a: 1, b: 2}\nother:\n  <<: *b\n  b: 3\n"
+    assert config.yaml_load(text)["other"] == {"a": 1, "b": 3}
+
+
+@pytest.mark.parametrize("value", ["{", "[1", "'a", "!!python/object:os.system"])
+def test_set_with_a_value_that_is_not_yaml(value: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config.parse_override(f"lr={value}")
+    message = str(exc.value)
+    assert message.startswith(f"--set {'lr=' + value!r}: the value is not valid YAML (")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("split_seed=-5", "split_seed: must be in [0, 2**63 - 1], got -5"),
+        ("seed=18446744073709551616", "seed: must be in [0, 2**63 - 1], got 1844674"),
+        ("hidden_dim=1e30", "hidden_dim: must be in [1, 65536], got 1000000000000000019"),
+        ("threads=100000", "threads: must be in [1, 1024] or null, got 100000"),
+        ("epochs=0", "epochs: must be in [1, 1000000], got 0"),
+        ("head_layers=-1", "head_layers: must be in [0, 64], got -1"),
+        ("max_vocab=2", "max_vocab: must be in [3, 1000000000] or null, got 2"),
+        ("lr=1:2", "lr: expected a number, got '1:2'"),
+    ],
+)
+def test_out_of_range_values_fail_when_loaded(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config.load(overrides=[override])
+    assert expected in str(exc.value)
+
+
+def test_the_range_bounds_themselves_are_allowed() -> None:
+    cfg = config.load(overrides=["seed=9223372036854775807", "threads=1024", "head_layers=0"])
+    assert (cfg.seed, cfg.threads, cfg.head_layers) == (2**63 - 1, 1024, 0)
+    assert config.load(overrides=["hidden_dim=010"]).hidden_dim == 10
