@@ -308,7 +308,12 @@ def worker_cmd(
 def export_cmd(
     study: StudyNameOpt,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write; - for stdout (default: stdout for json, STUDY.csv for csv).",
+        ),
     ] = None,
     fmt: Annotated[
         Format, typer.Option("--format", "-f", help="json: best; csv: all.")
@@ -319,21 +324,21 @@ def export_cmd(
 
     Example: hpsearch export --study regularization -o best.json && hpsearch train -c best.json
     """
-    from hpsearch import export
+    from hpsearch import export, outfile
     from hpsearch import storage as storage_mod
 
     url = storage_mod.resolve_url(storage)
     if fmt is Format.csv:
         path = output or Path(f"{study}.csv")
-        export.trials_csv(study, url, path)
-        err_console.print(f"wrote {path}")
-        return
-    data = export.best_export(study, url)
-    if output is None:
-        sys.stdout.write(export.to_json(data))
+        text = export.trials_csv(study, url)
     else:
-        export.write_json(data, output)
-        err_console.print(f"wrote {output}")
+        path = output or Path("-")
+        text = export.to_json(export.best_export(study, url))
+    if str(path) == "-":
+        sys.stdout.write(text)
+    else:
+        outfile.write_text(path, text)
+        err_console.print(f"wrote {path}")
 
 
 @command("best")
@@ -425,14 +430,21 @@ def compare_cmd(
 
     url = storage_mod.resolve_url(storage)
     rows = report.compare(studies, url, seeds=seeds, evaluate=evaluate, data_dir=data_dir)
-    console.print(report.render_compare(rows))
+    table = report.render_compare(rows)
+    # A pipe or a file gets the table at its natural width: rich would squeeze it into 80
+    # columns, the width it assumes without a terminal, and cut every cell.
+    if console.is_terminal:
+        console.print(table)
+    else:
+        natural = console.measure(table, options=console.options.update_width(1000)).maximum
+        Console(width=max(console.width, natural)).print(table)
 
 
 @command("dashboard")
 def dashboard_cmd(
     storage: StorageOpt = None,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8080,
 ) -> None:
     """Serve optuna-dashboard on the study database (loopback unless --host says otherwise).
 

@@ -11,6 +11,7 @@ clip 3.41), so ``hpsearch train`` with no arguments is the report's baseline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -315,7 +316,14 @@ def read_mapping(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        if _is_zip(path):  # torch.save's format: a checkpoint of `train --save`?
+            return _checkpoint_config(path)
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML/JSON config, an "
+            "hpsearch export or a train --save checkpoint"
+        ) from None
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml_load(text)
@@ -333,11 +341,38 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+def _is_zip(path: Path) -> bool:
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+    return False
+
+
+def _checkpoint_config(path: Path) -> dict[str, Any]:
+    """The configuration a ``train --save`` checkpoint was trained with, as ``{"config": ...}``
+    (the shape of an export, which ``load`` reads)."""
+    import torch
+
+    from hpsearch.model import CHECKPOINT_FORMAT  # torch: imported only for a checkpoint
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors have no common base class
+        raise ConfigError(
+            f"{path}: not a YAML/JSON config nor a readable checkpoint: {exc}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"{path}: a binary file, not a YAML/JSON config or an hpsearch checkpoint"
+        )
+    return {"config": payload["config"]}
+
+
 def load(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Defaults, then a YAML/JSON file, then ``--set key=value`` overrides.
 
-    The file may be a flat mapping of fields or an ``hpsearch export`` JSON, whose training
-    configuration sits under ``config``: exported best parameters train as they are.
+    The file may be a flat mapping of fields, an ``hpsearch export`` JSON, whose training
+    configuration sits under ``config`` (exported best parameters train as they are), or a
+    ``train --save`` checkpoint, whose recorded configuration is read.
     """
     values: dict[str, Any] = {}
     source = "config"

@@ -9,6 +9,7 @@ authentication and can edit studies (notes, deletions).
 from __future__ import annotations
 
 import errno
+import socket
 from typing import TYPE_CHECKING
 
 import optuna_dashboard
@@ -48,6 +49,10 @@ def browse_url(host: str, port: int) -> str:
 def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve optuna-dashboard on ``url``'s database until interrupted."""
     storage = _open(url)
+    try:  # before the banner: a host that does not resolve is a usage error
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host}: cannot resolve it: {exc.strerror}") from None
     print(
         f"optuna-dashboard for {storage_mod.mask_url(url)} at {browse_url(host, port)} "
         "(Ctrl-C to stop)",

@@ -91,7 +91,8 @@ def best_complete_trial(study: optuna.Study) -> FrozenTrial:
 
 
 def trial_config(study_name: str, trial: FrozenTrial) -> config_mod.TrainConfig:
-    """The complete configuration a trial trained with, runtime fields reset to defaults."""
+    """The complete configuration a trial trained with, its device reset to ``auto`` (the
+    thread count stays: see RUNTIME_DEFAULTS)."""
     stored = trial.user_attrs.get("config")
     if not isinstance(stored, dict):
         raise StudyError(
@@ -175,7 +176,7 @@ def best_export(study_name: str, url: str) -> dict[str, Any]:
         "duration_s": _duration(best),
         "counts": counts,
         "spec": study.user_attrs.get(SPEC_ATTR),
-        "evaluation": study.user_attrs.get(EVALUATION_ATTR),
+        "evaluation": current_evaluation(study, best),
         "data": data_fingerprint(),
         "versions": package_versions(),
         "storage": storage_mod.mask_url(url),
@@ -183,6 +184,15 @@ def best_export(study_name: str, url: str) -> dict[str, Any]:
     }
     scrubbed: dict[str, Any] = _scrub_tree(data, url)
     return scrubbed
+
+
+def current_evaluation(study: optuna.Study, best: FrozenTrial) -> dict[str, Any] | None:
+    """The stored ``hpsearch evaluate`` result if it retrained the current best trial; None
+    once a later trial has become the best (its test accuracy is not the best's)."""
+    stored = study.user_attrs.get(EVALUATION_ATTR)
+    if not isinstance(stored, dict) or stored.get("trial") != best.number:
+        return None
+    return stored
 
 
 def to_json(data: Any) -> str:
@@ -223,16 +233,15 @@ def trials_rows(study: optuna.Study, url: str) -> tuple[list[str], list[list[str
     return header, rows
 
 
-def trials_csv(study_name: str, url: str, path: Path) -> int:
-    """Write every trial of the study to ``path`` as CSV, atomically; return the row count."""
+def trials_csv(study_name: str, url: str) -> str:
+    """Every trial of the study as CSV text, one row per trial."""
     study = load_study_for_reading(study_name, url)
     header, rows = trials_rows(study, url)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    outfile.write_text(Path(path), buffer.getvalue())
-    return len(rows)
+    return buffer.getvalue()
 
 
 # --- rendering ------------------------------------------------------------------------------------

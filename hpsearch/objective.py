@@ -47,7 +47,13 @@ class Objective:
         # long study), so that every RUNNING trial names its worker: `run` fails the trials of
         # the workers it had to kill by that name.
         set_user_attrs(trial, {"host": self.host, "worker": self.worker})
-        params = self.spec.suggest(trial)
+        try:
+            params = self.spec.suggest(trial)
+        except Exception as exc:
+            # Recorded like a crash in training, so that a worker whose every trial fails
+            # here (a forced resume Optuna refuses) stops after the budget's worth of them.
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+            raise
         try:
             cfg = self.spec.build_config(params)
         except ConfigError as exc:

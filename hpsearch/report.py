@@ -277,7 +277,7 @@ def summary(data: StudyData, url: str) -> dict[str, Any]:
         "importances": data.importances,
         "epochs_trained": int(_total(trials, "epochs_run")),
         "training_seconds": round(_total(trials, "seconds"), 3),
-        "evaluation": data.study.user_attrs.get(export.EVALUATION_ATTR),
+        "evaluation": export.current_evaluation(data.study, best),
         "notes": data.notes,
     }
 
@@ -305,10 +305,8 @@ def write_report(study_name: str, url: str, out_dir: Path) -> list[Path]:
 
 def _stored_evaluation(study: optuna.Study, best: FrozenTrial, seeds: int) -> dict[str, Any] | None:
     """The stored evaluation if it retrained this best trial with as many seeds, else None."""
-    stored = study.user_attrs.get(export.EVALUATION_ATTR)
-    if not isinstance(stored, dict) or stored.get("trial") != best.number:
-        return None
-    return stored if len(stored.get("seeds") or []) == seeds else None
+    stored = export.current_evaluation(study, best)
+    return stored if stored is not None and len(stored.get("seeds") or []) == seeds else None
 
 
 def compare(
@@ -383,9 +381,10 @@ def render_compare(rows: Sequence[dict[str, Any]]) -> Table:
     """The rows of ``compare`` as a table; the best validation and test values in bold."""
     table = Table(title="studies compared (accuracy; test: best trial retrained, mean ± std)")
     columns = "best valid,trial,retrained valid,test,seeds,complete,pruned,failed,epochs,time"
-    table.add_column("study")
+    # Folded, never cut with an ellipsis: on a narrow terminal a value wraps but stays whole.
+    table.add_column("study", overflow="fold")
     for column in columns.split(","):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", overflow="fold")
     top = {
         key: max((r[key] for r in rows if r[key] is not None), default=None)
         for key in ("best_value", "test_mean")

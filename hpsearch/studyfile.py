@@ -314,8 +314,22 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def _files_naming(directory: Path, name: str) -> list[Path]:
+    """Study files whose ``name:`` is ``name`` (``studies`` lists studies by that name)."""
+    named = []
+    for path in list_study_files(directory):
+        try:
+            data = cfg.read_mapping(path)
+        except ConfigError:
+            continue  # a broken file is reported when it is the one asked for
+        if data.get("name") == name:
+            named.append(path)
+    return named
+
+
 def load_study(name_or_path: str | Path, studies_dir: Path | None = None) -> StudySpec:
-    """Load ``<dir>/<name>.yaml`` (or .yml) for a bare name, else the file at the path."""
+    """Load ``<dir>/<name>.yaml`` (or .yml) for a bare name, else the file there whose
+    ``name:`` it is; or the file at a path."""
     text = str(name_or_path)
     if (
         isinstance(name_or_path, Path)
@@ -329,7 +343,12 @@ def load_study(name_or_path: str | Path, studies_dir: Path | None = None) -> Stu
     else:
         directory = find_studies_dir(studies_dir)
         found = [directory / f"{text}{s}" for s in (".yaml", ".yml")]
-        found = [p for p in found if p.is_file()]
+        found = [p for p in found if p.is_file()] or _files_naming(directory, text)
+        if len(found) > 1 and found[0].stem != text:
+            raise StudyError(
+                f"study {text!r}: named so by {len(found)} files in {directory}: "
+                f"{', '.join(p.name for p in found)}; give one as a path, or rename one"
+            )
         if not found:
             names = [p.stem for p in list_study_files(directory)]
             raise StudyError(
@@ -337,6 +356,10 @@ def load_study(name_or_path: str | Path, studies_dir: Path | None = None) -> Stu
                 f"available: {', '.join(names) or 'none'}{did_you_mean(text, names)}"
             )
         path = found[0]
-    return parse_study(
-        cfg.read_mapping(path), source=_display(path), path=path, default_name=path.stem
-    )
+    data = cfg.read_mapping(path)
+    if not data:
+        raise ConfigError(
+            f"{_display(path)}: the file is empty; a study needs at least a space: section "
+            "(README.md, Study files)"
+        )
+    return parse_study(data, source=_display(path), path=path, default_name=path.stem)

@@ -36,6 +36,7 @@ from hpsearch import storage as storage_mod
 from hpsearch.errors import StorageError, StudyError
 from hpsearch.objective import Objective
 from hpsearch.slots import CpuSlots
+from hpsearch.space import show
 from hpsearch.studyfile import StudySpec
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ def open_study(
                 "Use another study name, or --force to resume with the new spec"
             )
         if changes:
+            _check_resumable(spec, study)
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
         # Resuming must not replay an earlier session's draws: with the same seed, a random
         # sampler (or TPE's start-up phase) proposes the same points again, and those trials,
@@ -189,6 +191,35 @@ def open_study(
             offset = (seed_offset + RESUME_SEED_STRIDE * so_far) % 2**31
             study.sampler = spec.make_sampler(offset)
         return study
+
+
+def _check_resumable(spec: StudySpec, study: optuna.Study) -> None:
+    """Refuse a forced resume that Optuna cannot run: a parameter whose kind changed, or a
+    categorical one whose choices changed, would fail every new trial at its first suggest
+    (Optuna keeps one distribution per parameter name for the whole study)."""
+    used: dict[str, optuna.distributions.BaseDistribution] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            used.setdefault(name, distribution)
+    for name, param in spec.space.items():
+        if name not in used:
+            continue
+        try:
+            optuna.distributions.check_distribution_compatibility(used[name], param.distribution())
+        except ValueError:
+            raise StudyError(
+                f"study {spec.name!r}: space.{name}: its trials used {_describe(used[name])}, "
+                f"the file now says {param.describe()}; Optuna cannot change a parameter's "
+                f"choices or kind within a study. Use another study name, or keep space.{name} "
+                "as it was"
+            ) from None
+
+
+def _describe(distribution: optuna.distributions.BaseDistribution) -> str:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return f"one of {show(list(distribution.choices))}"
+    kind = "int" if isinstance(distribution, optuna.distributions.IntDistribution) else "float"
+    return f"{kind} values"
 
 
 @dataclass

@@ -185,6 +185,11 @@ def test_export_then_train_reproduces_the_best_trial(cli: CliRunner) -> None:
     assert exported["config"]["lr"] == 3.0e-2 and exported["config"]["epochs"] == 3
     best = exported["best_value"]
     assert best > 0.4  # a model that learned something, or the comparison proves little
+    # "-" is standard output, for either format (not a file named "-").
+    for fmt, first in (("json", "{"), ("csv", "number,")):
+        result = _invoke(cli, "export", "--study", "roundtrip", "-f", fmt, "-o", "-")
+        assert result.exit_code == 0 and result.stdout.startswith(first), result.output
+    assert not Path("-").exists()
 
     # One thread: two oversubscribe a busy 2-core machine many times over. The trial ran
     # with the launcher's cores // workers threads, so this also checks that the thread

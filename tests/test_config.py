@@ -88,3 +88,22 @@ def test_the_range_bounds_themselves_are_allowed() -> None:
     cfg = config.load(overrides=["seed=9223372036854775807", "threads=1024", "head_layers=0"])
     assert (cfg.seed, cfg.threads, cfg.head_layers) == (2**63 - 1, 1024, 0)
     assert config.load(overrides=["hidden_dim=010"]).hidden_dim == 10
+
+
+def test_a_checkpoint_reads_as_the_config_it_was_trained_with(tmp_path: Path) -> None:
+    import torch
+
+    from hpsearch.data import Vocab
+    from hpsearch.model import RNNClassifier, save_checkpoint
+
+    cfg = config.load(overrides=["hidden_dim=12", "embedding_dim=8", "lr=0.002"])
+    vocab = Vocab(itos=["<pad>", "<unk>", "what"], stoi={"<pad>": 0, "<unk>": 1, "what": 2})
+    torch.manual_seed(0)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, RNNClassifier(cfg, len(vocab.itos), 6), cfg, vocab)
+    assert config.load(path) == cfg
+    assert config.load(path, ["epochs=2"]).epochs == 2
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes([0, 255, 254]) + b" binary")
+    with pytest.raises(ConfigError, match=r"junk.bin: not UTF-8 text \(byte 1\); expected"):
+        config.load(junk)

@@ -15,9 +15,11 @@ from wsgiref.util import setup_testing_defaults
 
 import optuna
 import pytest
+from typer.testing import CliRunner
 
 from hpsearch import dashboard, storage
-from hpsearch.errors import StorageError
+from hpsearch.cli import app
+from hpsearch.errors import StorageError, UsageError
 
 # The writers run until the test has read the dashboard while they write (so a slow start of
 # the server or a busy CI machine cannot turn the check into a race), then stop.
@@ -182,6 +184,22 @@ def test_missing_sqlite_database_is_refused_not_created(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="no such database"):
         dashboard.serve(url, port=free_port())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_that_does_not_resolve_is_one_line_before_the_banner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    optuna.create_study(storage=url, study_name="d")
+    with pytest.raises(UsageError, match=r"^--host nosuch\.invalid: cannot resolve it: "):
+        dashboard.serve(url, host="nosuch.invalid", port=free_port())
+    assert capsys.readouterr().out == ""
+
+
+def test_a_port_out_of_range_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["dashboard", "--port", "99999"])
+    assert result.exit_code == 2
+    assert "--port" in result.output and "65535" in result.output
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,21 @@ def test_best_export_trains_as_is(
     assert [p.name for p in path.parent.iterdir()] == ["best.json"]  # no temporary left
 
 
+def test_an_evaluation_of_an_earlier_best_is_not_shown_as_the_best_ones(
+    spec: studyfile.StudySpec, sqlite_url: str
+) -> None:
+    study = build_study(spec, sqlite_url)
+    evaluation = {"trial": 0, "seeds": [0], "test": {"mean": 0.5, "std": 0.0}, "runs": [{}]}
+    study.set_user_attr(export.EVALUATION_ATTR, evaluation)  # trial 1 became the best since
+    exported = export.best_export("tiny", sqlite_url)
+    assert exported["best_trial"] == 1 and exported["evaluation"] is None
+    assert "evaluated" not in _render(export.render_best(exported))
+    study.set_user_attr(export.EVALUATION_ATTR, evaluation | {"trial": 1})
+    exported = export.best_export("tiny", sqlite_url)
+    assert exported["evaluation"]["trial"] == 1
+    assert "test acc 0.5000 ± 0.0000 over 1 seeds" in _render(export.render_best(exported))
+
+
 def test_no_complete_trial_is_a_study_error(spec: studyfile.StudySpec, sqlite_url: str) -> None:
     workers.open_study(spec, sqlite_url, heartbeat=False)
     with pytest.raises(StudyError, match=r"'tiny' has no complete trial yet \(0 pruned"):
@@ -146,10 +162,7 @@ def test_trials_csv_has_one_row_per_trial(
     spec: studyfile.StudySpec, sqlite_url: str, tmp_path: Path
 ) -> None:
     build_study(spec, sqlite_url)
-    path = tmp_path / "trials.csv"
-    assert export.trials_csv("tiny", sqlite_url, path) == len(TRIALS)
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = list(csv.DictReader(io.StringIO(export.trials_csv("tiny", sqlite_url), newline="")))
     assert [r["number"] for r in rows] == ["0", "1", "2", "3"]
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
     assert float(rows[1]["value"]) == pytest.approx(0.83)
@@ -216,7 +229,7 @@ def test_exports_never_contain_the_password(postgres_url: str, tmp_path: Path) -
         exported = export.best_export(name, url)
         json_path, csv_path = tmp_path / "best.json", tmp_path / "trials.csv"
         export.write_json(exported, json_path)
-        export.trials_csv(name, url, csv_path)
+        csv_path.write_text(export.trials_csv(name, url), encoding="utf-8")
         assert exported["storage"].startswith("postgresql+psycopg://postgres:***@")
         for path in (json_path, csv_path):
             assert password not in path.read_text(encoding="utf-8")

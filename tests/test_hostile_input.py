@@ -127,6 +127,7 @@ SPEC_CASES = {
         edit("trials: 2", "trials: 0"),
         ["study.yaml: budget.trials: must be >= 1, got 0"],
     ),
+    "empty file": ("", ["study.yaml: the file is empty; a study needs at least a space:"]),
     "repeated key": (
         BASE + "space:\n  dropout: {low: 0.0, high: 0.5}\n",
         ["study.yaml: invalid YAML at line 8: found duplicate key 'space' (first at line 3)"],

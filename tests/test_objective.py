@@ -107,3 +107,21 @@ def test_a_study_whose_every_trial_fails_still_ends(trec_dir: Path, tmp_path: Pa
     )
     assert summary.reason == "stopped after 3 failed trials"
     assert summary.trials_run == 3
+
+
+def test_a_failing_suggest_is_recorded_as_the_trials_error() -> None:
+    # The worker stops after the budget's worth of trials that failed with an `error`; a
+    # trial that failed at its first suggest used to carry none, and workers never stopped.
+    def spec(choices: list[str]) -> StudySpec:
+        return parse_study(
+            {"name": "s", "space": {"pooling": {"choices": choices}}, "budget": {"trials": 1}},
+            source="test",
+        )
+
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: float(len(spec(["max", "mean"]).suggest(t))), n_trials=1)
+    with pytest.raises(ValueError):
+        study.optimize(Objective(spec(["max", "mean", "last"]), worker="w"), n_trials=1)
+    failed = study.trials[-1]
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["error"].startswith("ValueError: CategoricalDistribution")

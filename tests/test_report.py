@@ -14,8 +14,10 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
+from typer.testing import CliRunner
 
 from hpsearch import export, report, storage
+from hpsearch.cli import app
 from hpsearch.errors import StudyError
 
 DISTRIBUTIONS = {
@@ -192,6 +194,21 @@ def test_compare_without_evaluation_counts_trials(url: str) -> None:
     assert ra["test_mean"] is None and ra["evaluation"] is None
     assert rows[2]["best_value"] is None and rows[2]["failed"] == 1 and rows[2]["epochs"] == 2
     report.render_compare(rows)  # renders with missing values
+
+
+def test_compare_piped_prints_whole_cells(url: str) -> None:
+    # Without a terminal rich assumes 80 columns and cut every cell of this 11-column table
+    # ("regu…"); piped output now gets the table at its natural width.
+    for name in ("regularization_long_name", "architecture_long_name"):
+        make_study(url, name, 3, seed=1)
+    result = CliRunner().invoke(
+        app,
+        ["compare", "regularization_long_name", "architecture_long_name", "--no-evaluate"],
+        env={"HPSEARCH_STORAGE": url, "COLUMNS": ""},
+    )
+    assert result.exit_code == 0, result.output
+    assert "regularization_long_name" in result.output
+    assert "architecture_long_name" in result.output and "…" not in result.output
 
 
 def test_compare_reuses_a_matching_stored_evaluation(url: str) -> None:

@@ -524,3 +524,16 @@ def test_the_largest_sampler_seed_still_takes_a_worker_offset() -> None:
         study.optimize(lambda t: spec.suggest(t)["lr"], n_trials=1)
         draws.append(study.trials[0].params["lr"])
     assert len(set(draws)) == 3
+
+
+def test_a_study_is_found_by_the_name_studies_lists(tmp_path: Path) -> None:
+    # `hpsearch studies` lists a file by its `name:`; `run --study NAME` must find it too.
+    body = "space:\n  lr: {low: 1.0e-4, high: 1.0e-2}\nbudget: {trials: 2}\n"
+    (tmp_path / "filename.yml").write_text("name: wrongname\n" + body)
+    assert studyfile.load_study("wrongname", tmp_path).name == "wrongname"
+    (tmp_path / "a.yaml").write_text("name: twice\n" + body)
+    (tmp_path / "b.yaml").write_text("name: twice\n" + body)
+    with pytest.raises(StudyError, match=r"'twice': named so by 2 files in .*: a.yaml, b.yaml"):
+        studyfile.load_study("twice", tmp_path)
+    with pytest.raises(StudyError, match=r"no nothere.yaml in"):
+        studyfile.load_study("nothere", tmp_path)

@@ -14,12 +14,14 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from hpsearch import storage as storage_mod
+from hpsearch.errors import StudyError
 from hpsearch.studyfile import parse_study
 from hpsearch.workers import Counts, count_trials, open_study
 
@@ -224,3 +226,37 @@ def test_count_trials_by_query_equals_counting_the_trials(tmp_path: Path) -> Non
     assert storage_mod.count_states(on_disk) is not None  # one GROUP BY query
     expected = Counts(complete=2, pruned=1, failed=1, running=1, waiting=1)
     assert count_trials(on_disk) == count_trials(in_memory) == expected
+
+
+def _pooled(choices: list[str], lr_high: float = 1.0e-2) -> Any:
+    return parse_study(
+        {
+            "name": "pooled",
+            "space": {
+                "pooling": {"choices": choices},
+                "lr": {"low": 1.0e-4, "high": lr_high, "log": True},
+            },
+            "sampler": {"name": "random", "seed": 0},
+            "budget": {"trials": 2},
+        },
+        source="test",
+    )
+
+
+def test_a_forced_resume_optuna_cannot_run_is_refused(tmp_path: Path) -> None:
+    # Adding a choice used to pass --force and then fail every new trial at its first
+    # suggest, thousands of them, since those failures were not counted as crashes.
+    url = f"sqlite:///{tmp_path}/p.db"
+    first = open_study(_pooled(["max", "mean"]), url, heartbeat=False)
+    first.optimize(lambda t: len(_pooled(["max", "mean"]).suggest(t)), n_trials=2)
+    with pytest.raises(StudyError) as exc:
+        open_study(_pooled(["max", "mean", "last"]), url, heartbeat=False, force=True)
+    assert str(exc.value) == (
+        'study \'pooled\': space.pooling: its trials used one of ["max", "mean"], the file '
+        'now says one of ["max", "mean", "last"]; Optuna cannot change a parameter\'s '
+        "choices or kind within a study. Use another study name, or keep space.pooling as it was"
+    )
+    # A changed range is not such a change: the forced resume goes ahead.
+    resumed = open_study(_pooled(["max", "mean"], lr_high=3.0e-2), url, heartbeat=False, force=True)
+    resumed.optimize(lambda t: len(_pooled(["max", "mean"], 3.0e-2).suggest(t)), n_trials=1)
+    assert len(resumed.trials) == 3
