@@ -273,11 +273,13 @@ def worker_cmd(
     """
     from hpsearch import objective, studyfile, workers
     from hpsearch import storage as storage_mod
+    from hpsearch.data import ensure_data
     from hpsearch.slots import CpuSlots
 
     spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
     url = storage_mod.resolve_url(storage)
     cpu_slots = CpuSlots.from_env()  # set by `hpsearch run` when workers outnumber cores
+    ensure_data(data_dir)  # a missing or corrupt data file: one error, no study, no trials
     objective.check_inputs(spec)
     name = worker_id or f"{os.uname().nodename}-{os.getpid()}"
     stop = workers.stop_on_signals()  # SIGINT and SIGTERM: the running trial ends FAIL

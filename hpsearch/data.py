@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from hpsearch import outfile
 from hpsearch.errors import DataError
 
 if TYPE_CHECKING:
@@ -130,6 +131,9 @@ def _download(name: str, directory: Path) -> None:
                 f"{url}: downloaded {name} has sha256 {actual}, expected {expected}; "
                 f"nothing was saved (set {URL_ENV} to a mirror that serves the official file)"
             )
+        # mkstemp makes the file private (0o600); a data directory shared between users or
+        # containers needs what open() would give it.
+        os.chmod(tmp, 0o666 & ~outfile.umask())
         os.replace(tmp, directory / name)
     finally:
         tmp.unlink(missing_ok=True)

@@ -81,7 +81,9 @@ def start_workers(
     if cpu_slots is not None:
         base_env[ENV_SLOTS] = cpu_slots.to_env()
     for i in range(workers):
-        name = f"{host}-w{i + 1}"
+        # The launcher's pid in the name: two runs on one machine must not share names, or
+        # the first to end would fail the other's running trials as its own orphans.
+        name = f"{host}-{os.getpid()}-w{i + 1}"
         # The URL travels in the environment, not argv: argv is visible to every user in `ps`.
         env = dict(base_env)
         if gpus:
@@ -216,6 +218,7 @@ def run_study(
         method = start_method()  # checked before anything is written
         warm_up(method)  # the fork server imports torch while the study is opened
     retry_seconds = db_retry_seconds()  # a bad value is an error before anything starts
+    storage_mod.heartbeat_settings()  # the workers' settings too: checked before they start
     console = console or Console(stderr=True)
     study = open_study(spec, url, force=force, heartbeat=False)
     left = spec.trials - count_trials(study).done

@@ -66,7 +66,7 @@ def write_with(path: Path, write: Callable[[Path], None]) -> None:
         tmp = Path(name)
         write(tmp)
         # mkstemp makes the file private (0o600); the output gets what open() would give it.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, target)
     except OSError as exc:
         raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
@@ -83,7 +83,7 @@ def _target(path: Path) -> Path:
     return path
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process umask. Linux shows it in /proc; elsewhere it can only be read by setting
     it, which other threads could see for an instant (so the placeholder is the strict 0o077)."""
     try:

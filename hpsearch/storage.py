@@ -162,7 +162,7 @@ def open_storage(
     """
     url = resolve_url(url)
     parsed = make_url(url)
-    beats = _heartbeat_settings() if heartbeat else None
+    beats = heartbeat_settings() if heartbeat else None
     # Bounded by connect_timeout even against a server that accepts but never answers.
     check_connection(url, connect_timeout)
     path = sqlite_path(parsed)
@@ -261,7 +261,7 @@ def count_states(study: optuna.Study) -> dict[TrialState, int] | None:
         return {TrialState(state): int(n) for state, n in conn.execute(query)}
 
 
-def _heartbeat_settings() -> tuple[int, int]:
+def heartbeat_settings() -> tuple[int, int]:
     """Return (interval, grace period) in seconds from the environment or the defaults."""
     interval = _env_seconds(ENV_HEARTBEAT_INTERVAL) or DEFAULT_HEARTBEAT_INTERVAL
     grace = _env_seconds(ENV_GRACE_PERIOD)

@@ -290,9 +290,12 @@ def _check_grid(src: str, spec: StudySpec) -> None:
 
 def find_studies_dir(studies_dir: Path | None = None) -> Path:
     """The argument, then $HPSEARCH_STUDIES_DIR, then ./studies, then the repo's studies/."""
-    for given, how in ((studies_dir, "given"), (os.environ.get(STUDIES_DIR_ENV), STUDIES_DIR_ENV)):
+    from_env = os.environ.get(STUDIES_DIR_ENV)
+    for given in (studies_dir, from_env):
         if given:
             if not Path(given).is_dir():
+                # The CLI hands the variable's value over as the option: name the variable.
+                how = STUDIES_DIR_ENV if str(given) == from_env else "--studies-dir"
                 raise StudyError(f"{given}: studies directory not found (from {how})")
             return Path(given)
     if Path("studies").is_dir():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpsearch import data
+from hpsearch import data, outfile
 from hpsearch.config import TrainConfig
 from hpsearch.data import (
     CLASSES,
@@ -255,6 +255,8 @@ def test_download_verifies_and_saves(
     assert sorted(p.name for p in target.iterdir()) == sorted(SHA256)
     for name in SHA256:
         assert (target / name).read_bytes() == (trec_dir / name).read_bytes()
+        # What open() would give it, not mkstemp's private 0o600: a shared data directory.
+        assert (target / name).stat().st_mode & 0o777 == 0o666 & ~outfile.umask()
     assert ensure_data(target, download=False) == target
     ds = load_dataset(TrainConfig(), target)
     assert len(ds.train) == 4362

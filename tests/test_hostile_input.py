@@ -40,7 +40,13 @@ def edit(old: str, new: str) -> str:
 
 @pytest.fixture(autouse=True)
 def workdir(tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in ("HPSEARCH_STORAGE", "HPSEARCH_STUDIES_DIR", "HPSEARCH_DB_RETRY_SECONDS"):
+    for name in (
+        "HPSEARCH_STORAGE",
+        "HPSEARCH_STUDIES_DIR",
+        "HPSEARCH_DB_RETRY_SECONDS",
+        "HPSEARCH_HEARTBEAT_INTERVAL",
+        "HPSEARCH_GRACE_PERIOD",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HPSEARCH_DATA_DIR", str(trec_dir))
     monkeypatch.setenv("HPSEARCH_TREC_URL", f"http://127.0.0.1:{closed_port()}/")
@@ -179,6 +185,20 @@ def test_run_options_out_of_range(workdir: Path, option: str, value: str, expect
     no_database(workdir)
 
 
+@pytest.mark.parametrize(
+    ("name", "value"), [("HPSEARCH_HEARTBEAT_INTERVAL", "abc"), ("HPSEARCH_GRACE_PERIOD", "-5")]
+)
+def test_bad_worker_settings_fail_before_the_study_exists(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    # `run` used to create the study and start workers that each exited on the setting.
+    monkeypatch.setenv(name, value)
+    path = write(workdir / "study.yaml", BASE)
+    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    assert f"{name} ({value!r})" in line
+    no_database(workdir)
+
+
 def test_errors_reach_the_terminal_as_one_line(workdir: Path) -> None:
     """The real process: no banner before the error, no wrapping, no traceback."""
     path = write(workdir / "study.yaml", edit("space:", "sapce:"))
@@ -285,25 +305,31 @@ def test_unreachable_database_fails_within_the_connect_timeout(
 # --- data and embeddings ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("command", ["run", "worker"])
 def test_missing_data_directory_without_network(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, command: str
 ) -> None:
+    # `worker` used to create the study and fail a budget's worth of trials, which then
+    # stopped every correctly set-up worker of the study as well.
     monkeypatch.setenv("HPSEARCH_DATA_DIR", str(workdir / "nonexistent"))
     path = write(workdir / "study.yaml", BASE)
-    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    line = one_line_error(invoke(command, "-s", path, "--storage", SQLITE))
     assert "cannot download train_5500.label from http://127.0.0.1:" in line
     assert "HPSEARCH_TREC_URL" in line
     no_database(workdir)
 
 
-def test_corrupt_data_file(workdir: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_corrupt_data_file(
+    workdir: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
     data = workdir / "trec"
     shutil.copytree(trec_dir, data)
     train = data / "train_5500.label"
     train.write_bytes(train.read_bytes()[:-100])  # truncated
     monkeypatch.setenv("HPSEARCH_DATA_DIR", str(data))
     path = write(workdir / "study.yaml", BASE)
-    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    line = one_line_error(invoke(command, "-s", path, "--storage", SQLITE))
     assert f"{train}: sha256 " in line and "does not match the official" in line
     no_database(workdir)
 

@@ -344,6 +344,12 @@ def test_studies_dir_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv(studyfile.STUDIES_DIR_ENV, str(tmp_path / "missing"))
     with pytest.raises(StudyError, match="missing: studies directory not found"):
         studyfile.find_studies_dir()
+    # The CLI passes the variable's value as --studies-dir; the message still names it.
+    env = f"found \\(from {studyfile.STUDIES_DIR_ENV}\\)"
+    with pytest.raises(StudyError, match=env):
+        studyfile.find_studies_dir(tmp_path / "missing")
+    with pytest.raises(StudyError, match="other: studies directory not found \\(from --studies"):
+        studyfile.find_studies_dir(tmp_path / "other")
 
 
 # --- behaviour ---------------------------------------------------------------------------------
