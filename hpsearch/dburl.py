@@ -76,6 +76,13 @@ def resolve_url(url: str | None) -> str:
     """Return the storage URL to use (argument, else $HPSEARCH_STORAGE, else the default),
     with the driver made explicit; raise StorageError if it is malformed or unsupported."""
     source = "storage URL"
+    if url is not None and not url.strip():
+        # The CLI hands $HPSEARCH_STORAGE over as --storage: name whichever was blank.
+        given = ENV_URL if os.environ.get(ENV_URL) == url else "--storage"
+        raise StorageError(
+            f"{given}: the storage URL is empty; give one (e.g. {DEFAULT_URL}, the default "
+            "when neither is set)"
+        )
     if url is None:
         url = os.environ.get(ENV_URL, "").strip() or None
         source = f"{ENV_URL}: storage URL" if url else source

@@ -804,3 +804,13 @@ def test_a_retried_trial_is_queued_without_the_dead_runs_attributes() -> None:
     assert retry.params == {"lr": 0.01} and retry.system_attrs["failed_trial"] == 0
     assert retry.user_attrs == {"enqueued": True}
     assert study.trials[0].user_attrs["worker"] == "vm-w1"  # the failed trial keeps its record
+
+
+def test_a_blank_storage_url_names_where_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(storage.ENV_URL, raising=False)
+    with pytest.raises(StorageError, match=r"^--storage: the storage URL is empty; give one"):
+        storage.resolve_url("  ")
+    # The CLI passes $HPSEARCH_STORAGE as --storage's value: the variable is named.
+    monkeypatch.setenv(storage.ENV_URL, " ")
+    with pytest.raises(StorageError, match=r"^HPSEARCH_STORAGE: the storage URL is empty"):
+        storage.resolve_url(" ")
