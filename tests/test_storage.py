@@ -107,7 +107,7 @@ def test_resolve_url_normalises(url: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("", "malformed"),
+        ("", "the storage URL is empty"),
         ("hpsearch.db", "malformed"),
         (f"postgresql://u:{SECRET}@h/db", "percent-encode"),
         ("redis://localhost:6379", "unsupported database 'redis'"),
