@@ -234,7 +234,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         return key, yaml_load(raw)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0].splitlines()[0]
         raise ConfigError(
             f"--set {text!r}: the value is not valid YAML ({problem}); "
             f"quote a string: --set '{key}=\"...\"'"
@@ -312,13 +312,13 @@ def yaml_load(text: str) -> Any:
 
 def read_mapping(path: Path) -> dict[str, Any]:
     """Read a YAML or JSON file into a dict; syntax errors name the file and line."""
+    if _is_zip(path):  # torch.save's format: a checkpoint of `train --save`?
+        return _checkpoint_config(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
-        if _is_zip(path):  # torch.save's format: a checkpoint of `train --save`?
-            return _checkpoint_config(path)
         raise ConfigError(
             f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML/JSON config, an "
             "hpsearch export or a train --save checkpoint"
@@ -332,7 +332,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if data is None:
         return {}
@@ -350,21 +350,9 @@ def _is_zip(path: Path) -> bool:
 def _checkpoint_config(path: Path) -> dict[str, Any]:
     """The configuration a ``train --save`` checkpoint was trained with, as ``{"config": ...}``
     (the shape of an export, which ``load`` reads)."""
-    import torch
+    from hpsearch.model import load_checkpoint  # torch: imported only for a checkpoint
 
-    from hpsearch.model import CHECKPOINT_FORMAT  # torch: imported only for a checkpoint
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors have no common base class
-        raise ConfigError(
-            f"{path}: not a YAML/JSON config nor a readable checkpoint: {exc}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(
-            f"{path}: a binary file, not a YAML/JSON config or an hpsearch checkpoint"
-        )
-    return {"config": payload["config"]}
+    return {"config": load_checkpoint(path).config.to_dict()}
 
 
 def load(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:

@@ -226,7 +226,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     except FileNotFoundError:
         raise ConfigError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # unpickling errors have no common base class
-        raise ConfigError(f"{path}: not a readable hpsearch checkpoint: {exc}") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path}: not a readable hpsearch checkpoint: {reason}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(
             f"{path}: not an hpsearch checkpoint (format {CHECKPOINT_FORMAT} expected)"

@@ -107,3 +107,17 @@ def test_a_checkpoint_reads_as_the_config_it_was_trained_with(tmp_path: Path) ->
     junk.write_bytes(bytes([0, 255, 254]) + b" binary")
     with pytest.raises(ConfigError, match=r"junk.bin: not UTF-8 text \(byte 1\); expected"):
         config.load(junk)
+
+
+def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
+    fake = tmp_path / "fake.pt"
+    fake.write_bytes(b"PK\x03\x04junk")  # a zip's signature, not a checkpoint
+    control = tmp_path / "control.yaml"
+    control.write_bytes(b'a: "\x01"\n')
+    for path, start in (
+        (fake, f"{fake}: not a readable hpsearch checkpoint: "),
+        (control, f"{control}: invalid YAML: unacceptable character #x0001"),
+    ):
+        with pytest.raises(ConfigError) as exc:
+            config.load(path)
+        assert str(exc.value).startswith(start) and "\n" not in str(exc.value)
