@@ -234,11 +234,16 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         return key, yaml_load(raw)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0].splitlines()[0]
+        problem = _yaml_problem(exc)
         raise ConfigError(
             f"--set {text!r}: the value is not valid YAML ({problem}); "
             f"quote a string: --set '{key}=\"...\"'"
         ) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error's reason on one line (a reader error has no ``problem``, only lines)."""
+    return getattr(exc, "problem", None) or str(exc).splitlines()[0]
 
 
 _BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
@@ -332,7 +337,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = _yaml_problem(exc)
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     if data is None:
         return {}

@@ -52,7 +52,7 @@ class Objective:
         except Exception as exc:
             # Recorded like a crash in training, so that a worker whose every trial fails
             # here (a forced resume Optuna refuses) stops after the budget's worth of them.
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+            _record_crash(trial, exc)
             raise
         try:
             cfg = self.spec.build_config(params)
@@ -101,7 +101,7 @@ class Objective:
         except optuna.TrialPruned:
             raise
         except Exception as exc:
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
+            _record_crash(trial, exc)
             raise
         set_user_attrs(
             trial,
@@ -113,6 +113,11 @@ class Objective:
             },
         )
         return float(result.best_valid_acc)
+
+
+def _record_crash(trial: optuna.Trial, exc: Exception) -> None:
+    """Why a trial crashed, as its ``error`` (the dashboard shows it; workers count it)."""
+    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
 
 
 def check_inputs(spec: StudySpec) -> None:
