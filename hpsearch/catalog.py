@@ -19,7 +19,7 @@ from rich.text import Text
 from hpsearch import storage as storage_mod
 from hpsearch import studyfile
 from hpsearch.errors import UsageError
-from hpsearch.export import complete_trials, database_exists
+from hpsearch.export import best_or_none, database_exists, foreign_objective
 from hpsearch.workers import SPEC_ATTR, count_trials
 
 
@@ -31,11 +31,15 @@ def _db_rows(url: str) -> dict[str, dict[str, Any]]:
     for name in optuna.get_all_study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         counts = count_trials(study)
-        complete = [t for t in complete_trials(study) if t.value is not None]
-        best = max(complete, key=lambda t: (t.value, -t.number)) if complete else None
         spec = study.user_attrs.get(SPEC_ATTR)
         spec = spec if isinstance(spec, dict) else {}
         budget = spec.get("budget")
+        # Another program's study in the same database (two objectives, say) is listed, not
+        # a crash of the whole listing; its values are no accuracy to show as "best".
+        foreign = foreign_objective(study)
+        best = None if foreign else best_or_none(study)
+        if foreign:
+            spec = {"description": f"(not an hpsearch study: it {foreign})"}
         rows[name] = {
             "complete": counts.complete,
             "pruned": counts.pruned,

@@ -131,6 +131,16 @@ def _without_traceback(record: logging.LogRecord) -> bool:
     return True
 
 
+def _named_after(study: str, path: Path) -> Path:
+    """A default output path built from the study's name, which must then be a plain name: a
+    study another program made may be called ``../x`` or ``a/b``."""
+    from hpsearch.studyfile import is_plain_name
+
+    if not is_plain_name(study):
+        raise UsageError(f"study {study!r}: its name is no file name; give --output")
+    return path
+
+
 @command("data")
 def data_cmd(data_dir: DataDirOpt = None) -> None:
     """Download (if needed) and verify the TREC files.
@@ -170,7 +180,9 @@ def train_cmd(
     from hpsearch.train import TrainingDiverged, resolve_device
 
     cfg = config_mod.load(config_file, overrides or [])
-    resolve_device(cfg.device)  # before the table of epochs starts
+    set_here = any(text.partition("=")[0].strip() == "device" for text in overrides or [])
+    source = "--set" if set_here or config_file is None else str(config_file)
+    resolve_device(cfg.device, source=source)  # before the table of epochs starts
     if save is not None:
         outfile.check_writable(save)  # now, not after the training
     try:
@@ -222,22 +234,26 @@ def run_cmd(
     from hpsearch import storage as storage_mod
     from hpsearch.data import ensure_data
 
-    # The fork server imports torch on the other core while the inputs are checked here.
-    method = spawn.start_method()
-    spawn.warm_up(method)
-    spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
-    url = storage_mod.resolve_url(storage)
-    ensure_data(data_dir)  # download once here, not in N workers at the same time
-    objective.check_inputs(spec)  # before the study exists: a bad file writes nothing
-    result = launcher.run_study(
-        spec,
-        url,
-        workers=workers,
-        data_dir=data_dir,
-        force=force,
-        console=err_console,
-        method=method,
-    )
+    try:
+        # The fork server imports torch on the other core while the inputs are checked here.
+        method = spawn.start_method()
+        spawn.warm_up(method)
+        spec = studyfile.load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
+        url = storage_mod.resolve_url(storage)
+        ensure_data(data_dir)  # download once here, not in N workers at the same time
+        objective.check_inputs(spec)  # before the study exists: a bad file writes nothing
+        result = launcher.run_study(
+            spec,
+            url,
+            workers=workers,
+            data_dir=data_dir,
+            force=force,
+            console=err_console,
+            method=method,
+        )
+    except KeyboardInterrupt:  # Ctrl-C before the workers start (later, run_study has it)
+        err_console.print("interrupted before the workers started")
+        raise typer.Exit(130) from None
     if result.interrupted:
         raise typer.Exit(130)
     if not result.ok:
@@ -331,7 +347,7 @@ def export_cmd(
 
     url = storage_mod.resolve_url(storage)
     if fmt is Format.csv:
-        path = output or Path(f"{study}.csv")
+        path = output or _named_after(study, Path(f"{study}.csv"))
         text = export.trials_csv(study, url)
     else:
         path = output or Path("-")
@@ -405,7 +421,7 @@ def report_cmd(
     from hpsearch import storage as storage_mod
 
     url = storage_mod.resolve_url(storage)
-    out_dir = output or Path("reports") / study
+    out_dir = output or _named_after(study, Path("reports") / study)
     paths = report.write_report(study, url, out_dir)
     err_console.print(f"wrote {len(paths)} files to {out_dir} (open {out_dir / 'index.html'})")
 
@@ -416,7 +432,10 @@ def compare_cmd(
     seeds: Annotated[int, typer.Option("--seeds", help="Retraining runs per study.")] = 3,
     evaluate: Annotated[
         bool,
-        typer.Option("--evaluate/--no-evaluate", help="Retrain the best configurations on test."),
+        typer.Option(
+            "--evaluate/--no-evaluate",
+            help="Retrain the best configurations on test (--no-evaluate: stored ones only).",
+        ),
     ] = True,
     storage: StorageOpt = None,
     data_dir: DataDirOpt = None,

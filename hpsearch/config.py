@@ -173,6 +173,12 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 _NULLABLE = frozenset({"max_vocab", "threads"})
 
 
+# The fields _check_values checks together (attention heads must divide the encoder's output):
+# a study that searches any of them has every combination its trials can draw checked when
+# the file is loaded (hpsearch.studyfile), not one failed trial at a time.
+CROSS_FIELDS = ("pooling", "hidden_dim", "bidirectional", "attention_heads")
+
+
 def _check_values(cfg: TrainConfig, *, source: str) -> None:
     """Range and cross-field checks; each message names the field, the value and the rule."""
 
@@ -315,6 +321,25 @@ def yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: no arbitrary objects
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(f"duplicate key {key!r} in one object; keep one")
+        seen[key] = value
+    return seen
+
+
+def json_load(text: str) -> Any:
+    """Parse JSON; a key given twice in one object is an error (as in YAML files, ``_Loader``),
+    not the last one silently winning."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
 def read_mapping(path: Path) -> dict[str, Any]:
     """Read a YAML or JSON file into a dict; syntax errors name the file and line."""
     if _is_zip(path):  # torch.save's format: a checkpoint of `train --save`?
@@ -331,9 +356,11 @@ def read_mapping(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml_load(text)
+        data = json_load(text) if path.suffix == ".json" else yaml_load(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -372,7 +399,22 @@ def load(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig
     if path is not None:
         data = read_mapping(path)
         source = str(path)
-        if isinstance(data.get("config"), dict):
+        if not data:  # an empty or truncated file would silently train the defaults
+            raise ConfigError(
+                f"{path}: the file is empty; expected config fields (e.g. lr: 0.001), an "
+                "hpsearch export or a train --save checkpoint"
+            )
+        if "config" in data:  # an export: its metadata beside `config` is not configuration
+            if not isinstance(data["config"], dict):
+                raise ConfigError(
+                    f"{path}: config: expected a mapping of config fields, got {data['config']!r}"
+                )
+            for key in data:
+                if key in FIELDS:
+                    raise ConfigError(
+                        f"{path}: {key}: a config field beside config:, where it would be "
+                        f"ignored; move it under config: (or use --set {key}=...)"
+                    )
             data = data["config"]
             source = f"{path}: config"
         values.update(data)

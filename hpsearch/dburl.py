@@ -72,6 +72,13 @@ class DatabaseUnavailable(StorageError):
     """The database refused a connection or failed mid-query; it may come back."""
 
 
+class DatabaseLost(DatabaseUnavailable):
+    """The database went away during a run that had started well, and stayed away: not an
+    error in the input, so not exit status 2 (a script can tell it from a bad URL)."""
+
+    exit_code = 1
+
+
 def resolve_url(url: str | None) -> str:
     """Return the storage URL to use (argument, else $HPSEARCH_STORAGE, else the default),
     with the driver made explicit; raise StorageError if it is malformed or unsupported."""

@@ -212,6 +212,11 @@ def _table(spec: str) -> _Table:
         return _TABLES[spec]
 
 
+def vectors_dim(spec: str) -> int:
+    """The size of the vectors named by ``spec`` (loading them, cached per process)."""
+    return _table(spec).dim
+
+
 def build_embedding_matrix(vocab: Vocab, cfg: TrainConfig) -> tuple[torch.Tensor, int]:
     """Initial embeddings [len(vocab), dim] from ``cfg.embeddings``, and how many words were found.
 

@@ -14,6 +14,7 @@ import datetime as dt
 import importlib.metadata
 import io
 import json
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -44,18 +45,26 @@ RUNTIME_DEFAULTS: dict[str, Any] = {"device": "auto"}
 
 
 def database_exists(url: str) -> bool:
-    """False only for a SQLite file (or in-memory database) that opening would create anew."""
+    """False for a SQLite file (or in-memory database) that opening would create anew, or an
+    empty one; another program's SQLite database is a StorageError. Opening either
+    would write Optuna's schema into it: reading results must never write."""
     parsed = sqlalchemy.engine.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return True  # a server database: its absence is reported by the connection
     database = parsed.database or ""
     if database in ("", ":memory:"):
         return False
-    return Path(database).expanduser().exists()
+    path = Path(database).expanduser()
+    if path.exists() and not path.is_file():
+        return True  # a directory: reported when opened
+    storage_mod.check_not_foreign(path, url)
+    tables = storage_mod.sqlite_tables(path)
+    return (tables is None and path.is_file() and path.stat().st_size > 0) or bool(tables)
 
 
 def load_study_for_reading(study_name: str, url: str) -> optuna.Study:
-    """Load an existing study, without heartbeats; a missing one is a StudyError."""
+    """Load an existing study, without heartbeats; a missing one, or one that is not a
+    single validation accuracy to maximize, is a StudyError."""
     masked = storage_mod.mask_url(url)
     if not database_exists(url):
         raise StudyError(
@@ -64,7 +73,7 @@ def load_study_for_reading(study_name: str, url: str) -> optuna.Study:
         )
     storage = storage_mod.open_storage(url, heartbeat=False)
     try:
-        return optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         names = sorted(optuna.get_all_study_names(storage))
         available = ", ".join(names) if names else "none"
@@ -72,6 +81,22 @@ def load_study_for_reading(study_name: str, url: str) -> optuna.Study:
             f"no study {study_name!r} in {masked}; available: {available}"
             f"{did_you_mean(study_name, names)}"
         ) from None
+    if problem := foreign_objective(study):
+        raise StudyError(
+            f"study {study_name!r} {problem}: hpsearch reads studies that maximize one "
+            "validation accuracy (made by hpsearch run)"
+        )
+    return study
+
+
+def foreign_objective(study: optuna.Study) -> str | None:
+    """Why ``study``'s objective is not hpsearch's (one value, maximized), or None."""
+    directions = study.directions
+    if len(directions) != 1:
+        return f"has {len(directions)} objectives"
+    if directions[0] != optuna.study.StudyDirection.MAXIMIZE:
+        return "minimizes its value"
+    return None
 
 
 def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -79,8 +104,9 @@ def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def best_complete_trial(study: optuna.Study) -> FrozenTrial:
-    """The complete trial with the highest validation accuracy; ties go to the earliest."""
-    trials = [t for t in complete_trials(study) if t.value is not None]
+    """The complete trial with the highest validation accuracy; ties go to the earliest.
+    A value that is no accuracy (NaN, infinite: written by other code) is never the best."""
+    trials = [t for t in complete_trials(study) if t.value is not None and math.isfinite(t.value)]
     if not trials:
         counts = count_trials(study)
         raise StudyError(
@@ -88,6 +114,14 @@ def best_complete_trial(study: optuna.Study) -> FrozenTrial:
             f"{counts.failed} failed, {counts.running} running)"
         )
     return max(trials, key=lambda t: (t.value, -t.number))
+
+
+def best_or_none(study: optuna.Study) -> FrozenTrial | None:
+    """``best_complete_trial``, or None when there is no complete trial with a value."""
+    try:
+        return best_complete_trial(study)
+    except StudyError:
+        return None
 
 
 def trial_config(study_name: str, trial: FrozenTrial) -> config_mod.TrainConfig:
@@ -196,7 +230,19 @@ def current_evaluation(study: optuna.Study, best: FrozenTrial) -> dict[str, Any]
 
 
 def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str) + "\n"
+    """Indented, strict JSON: NaN and infinities (no accuracy, but a study's values may have
+    been written by other code) become null, not JSON's invalid ``NaN``/``Infinity``."""
+    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def write_json(data: Any, path: Path) -> None:

@@ -9,6 +9,7 @@ curves. The numbers behind them come from ``hpsearch.report``.
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import sys
@@ -21,6 +22,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch import outfile
 from hpsearch.errors import UsageError
 from hpsearch.report import BINS, METRIC, StudyData, aggregate, state_name
 
@@ -73,7 +75,7 @@ def write(data: StudyData, info: dict[str, Any], out_dir: Path) -> list[Path]:
         paths = write_pngs(data, out_dir)
         figures = html_figures(data)
     page = out_dir / "index.html"
-    page.write_text(_html_page(info, figures), encoding="utf-8")
+    outfile.write_text(page, _html_page(info, figures))
     return [*paths, page]
 
 
@@ -229,8 +231,10 @@ def write_pngs(data: StudyData, out_dir: Path) -> list[Path]:
     for stem in FIGURES:
         if stem in figures:
             paths.append(out_dir / f"{stem}.png")
-            figures[stem].savefig(paths[-1], dpi=110)
-            plt.close(figures[stem])
+            figure = figures[stem]
+            # Atomically (hpsearch.outfile): an interrupted report leaves no half-written PNG.
+            outfile.write_with(paths[-1], functools.partial(figure.savefig, dpi=110, format="png"))
+            plt.close(figure)
     return paths
 
 
@@ -353,7 +357,8 @@ th{{text-align:left;padding-right:1em}}</style></head>
 <table>{table}</table><ul>{notes}</ul>
 <p>{toc} · <a href="summary.json">summary.json</a></p>
 <p>Figure 1 (pairs) counts pruned trials with the best {METRIC} they reached before they were
-stopped; continuous parameters are cut into {BINS} equal bins (log-spaced for log-scale ones).</p>
+stopped; continuous parameters are cut into {BINS} equal bins (log-spaced for log-scale ones)
+across the values tried, unless at most {BINS} values were tried: then each has its own cell.</p>
 {sections}
 </body></html>
 """

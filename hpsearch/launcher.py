@@ -34,7 +34,18 @@ from hpsearch.errors import UsageError
 from hpsearch.slots import ENV_SLOTS, CpuSlots
 from hpsearch.spawn import StartMethod, WorkerHandle, start_method, start_worker, warm_up
 from hpsearch.studyfile import StudySpec
-from hpsearch.workers import DB_DOWN, Counts, count_trials, db_retry_seconds, open_study
+from hpsearch.workers import (
+    DB_DOWN,
+    STOP_SIGNALS,
+    Counts,
+    count_trials,
+    db_retry_seconds,
+    open_study,
+)
+
+# A second stop signal this long after the first (seconds) kills the workers and exits at
+# once: an orderly stop takes a few seconds, unless a database that does not answer holds it.
+FORCE_AFTER = 10.0
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -73,7 +84,8 @@ def start_workers(
     with ``cpu_slots`` they take turns to train (hpsearch.slots), with ``gpus`` they share
     the GPUs round-robin."""
     assert spec.path is not None, "run needs a study loaded from a file"
-    threads = threads_per_worker(workers)
+    # The study file's fixed thread count wins over the split: what is trained is what it says.
+    threads = spec.config.get("threads") or threads_per_worker(workers)
     launch = Launch()
     host = os.uname().nodename
     base_env = {**os.environ, storage_mod.ENV_URL: url, "PYTHONUNBUFFERED": "1"}
@@ -163,7 +175,7 @@ def _read_results(
             return orphans, display.best_trial(study), count_trials(study), display.summary(study)
         except DB_DOWN as exc:
             if time.monotonic() - since >= retry_seconds:
-                raise storage_mod.DatabaseUnavailable(
+                raise storage_mod.DatabaseLost(
                     f"study {study.study_name}: cannot read the results from "
                     f"{storage_mod.mask_url(url)}: {storage_mod.error_reason(url, exc)}"
                 ) from None
@@ -253,11 +265,27 @@ def run_study(
     started = time.time()
     deadline = started + spec.timeout if spec.timeout else None
     interrupted = threading.Event()
+    first_signal: list[float] = []
+    launched: list[Launch] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         interrupted.set()
+        first_signal.append(time.monotonic())
+        if launched and len(first_signal) == 1:  # now, even if the main loop is stuck
+            for proc in launched[0].processes:
+                with contextlib.suppress(OSError):
+                    proc.send_signal(signal.SIGINT)
+        elif launched and first_signal[-1] - first_signal[0] > FORCE_AFTER:
+            # Signalled again, long after the first: the orderly stop is stuck, waiting on a
+            # database that does not answer. Kill the workers and leave now; their running
+            # trials are failed by the next worker's heartbeat check.
+            for proc in launched[0].processes:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+            console.print("stop did not finish (is the database answering?): workers killed")
+            os._exit(130)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     launch = start_workers(
         spec,
         url,
@@ -273,6 +301,7 @@ def run_study(
             soft_wrap=True,
         ),
     )
+    launched.append(launch)
 
     def show(live: Live) -> int:
         alive = sum(p.poll() is None for p in launch.processes)

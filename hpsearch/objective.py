@@ -121,42 +121,53 @@ def _record_crash(trial: optuna.Trial, exc: Exception) -> None:
 
 
 def check_inputs(spec: StudySpec) -> None:
-    """Check the study's device and load the pretrained vectors its trials will use; raise
+    """Check the study's devices and load the pretrained vectors its trials will use; raise
     ConfigError or EmbeddingsError.
 
-    Run before the study is created, so that a device this machine lacks or a missing or
-    corrupt vectors file is one error with nothing written to the database, not a failed
-    trial per trial. The vectors stay cached in this process, so a worker's trials do not
-    load them again.
+    Run before the study is created, so that a device this machine lacks, a missing or
+    corrupt vectors file, or an embedding_dim the vectors do not have is one error with
+    nothing written to the database, not a failed trial per trial. The vectors stay cached
+    in this process, so a worker's trials do not load them again.
     """
+    from hpsearch.config import TrainConfig
+    from hpsearch.space import combinations, show
     from hpsearch.train import resolve_device
 
-    device = str(spec.config.get("device", "auto"))
-    try:
-        resolve_device(device)
-    except ConfigError:
-        raise ConfigError(
-            f"{spec.path or spec.name}: config.device: {device!r} is not available on this "
-            "machine; use auto or cpu"
-        ) from None
+    where = spec.path or spec.name
+    devices = [("config.device", spec.config.get("device", "auto"))]
+    if (searched := spec.space.get("device")) is not None and searched.choices is not None:
+        devices += [(f"space.device.choices[{i}]", c) for i, c in enumerate(searched.choices)]
+    for field, device in devices:
+        try:
+            resolve_device(str(device))
+        except ConfigError:
+            raise ConfigError(
+                f"{where}: {field}: {device!r} is not available on this machine; use auto or cpu"
+            ) from None
     values = [spec.config.get("embeddings")]
-    searched = spec.space.get("embeddings")
-    if searched is not None and searched.choices is not None:
+    if (searched := spec.space.get("embeddings")) is not None and searched.choices is not None:
         values += searched.choices
     names = sorted({str(value) for value in values if value is not None})
     if not names:
         return
-    from hpsearch.config import TrainConfig
-    from hpsearch.data import SPECIALS, Vocab
-    from hpsearch.embeddings import build_embedding_matrix
-    from hpsearch.errors import EmbeddingsError
+    from hpsearch.embeddings import vectors_dim
 
-    vocab = Vocab(itos=list(SPECIALS), stoi={word: i for i, word in enumerate(SPECIALS)})
-    dim = spec.config.get("embedding_dim", TrainConfig.embedding_dim)
-    for name in names:
-        try:
-            build_embedding_matrix(vocab, TrainConfig(embeddings=name, embedding_dim=dim))
-        except EmbeddingsError as exc:
-            # A searched embedding_dim is checked per trial: only some values may mismatch.
-            if not ("embedding_dim" in spec.space and str(exc).startswith("embedding_dim (")):
-                raise
+    dims = {name: vectors_dim(name) for name in names}  # loads each: EmbeddingsError if broken
+    fixed_dim = spec.config.get("embedding_dim", TrainConfig.embedding_dim)
+    points = combinations(spec.space, ("embeddings", "embedding_dim"), 10_000) or [{}]
+    for point in points:
+        name = point.get("embeddings", spec.config.get("embeddings"))
+        dim = point.get("embedding_dim", fixed_dim)
+        if name is None or dims[str(name)] == dim:
+            continue
+        size = dims[str(name)]
+        if not point:
+            raise ConfigError(
+                f"{where}: config.embedding_dim: {dim} must equal the size of the {name!r} "
+                f"vectors ({size}); set embedding_dim: {size}"
+            )
+        raise ConfigError(
+            f"{where}: space: a trial can draw {show(point)}, but the {name!r} vectors have "
+            f"{size} dimensions; give embedding_dim {size}, or search it only with random "
+            "vectors (when: {embeddings: null})"
+        )

@@ -13,6 +13,8 @@ their score is a slight underestimate (fewer epochs), which errs the same way th
 from __future__ import annotations
 
 import itertools
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.markup import escape
 from rich.table import Table
 
-from hpsearch import export
+from hpsearch import export, outfile
 from hpsearch import storage as storage_mod
 from hpsearch.errors import UsageError
 from hpsearch.workers import SPEC_ATTR
@@ -61,12 +63,22 @@ class Axis:
         return int(np.searchsorted(inner, float(value), side="right"))
 
 
-def _num(x: float) -> str:
-    """Short tick text: 0.25, 0.0025, 290, 6.3e-5."""
+def _num(x: float, digits: int = 2) -> str:
+    """Short tick text: 0.25, 0.0025, 290, 6.3e-5 (``digits`` significant digits)."""
     if x == 0 or 1e-3 <= abs(x) < 1e4:
-        return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2g}"
-    mantissa, exp = f"{x:.1e}".split("e")
+        return f"{x:.0f}" if abs(x) >= 10**digits else f"{x:.{digits}g}"
+    mantissa, exp = f"{x:.{digits - 1}e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
+
+
+def _labels(values: Sequence[float]) -> tuple[str, ...]:
+    """Tick texts for distinct values, with as many digits as it takes to tell them apart
+    (0.2087 and 0.2096 are not both "0.21")."""
+    for digits in range(2, 17):
+        labels = tuple(_num(v, digits) for v in values)
+        if len(set(labels)) == len(labels):
+            return labels
+    return tuple(repr(v) for v in values)
 
 
 def make_axis(
@@ -79,11 +91,14 @@ def make_axis(
         return Axis(name, tuple(str(v) for v in values), values=values)
     assert isinstance(distribution, FloatDistribution | IntDistribution)
     seen = sorted(set(observed))
-    low, high = float(distribution.low), float(distribution.high)
     step = distribution.step
-    finite_values = step is not None and (high - low) / step + 1 <= MAX_DISCRETE
-    if finite_values or len(seen) <= bins or low == high:
-        return Axis(name, tuple(_num(v) for v in seen), values=tuple(seen))
+    spread = (float(distribution.high) - float(distribution.low)) / step if step else math.inf
+    if spread + 1 <= MAX_DISCRETE or len(seen) <= bins:
+        return Axis(name, _labels(seen), values=tuple(seen))
+    # Across the searched range and every value tried: a range narrowed on a forced resume
+    # must not put the earlier trials in bins whose labels exclude them.
+    low = min(float(distribution.low), float(seen[0]))
+    high = max(float(distribution.high), float(seen[-1]))
     if distribution.log:
         edges = np.geomspace(low, high, bins + 1)
     else:
@@ -93,11 +108,15 @@ def make_axis(
 
 
 def trial_score(trial: FrozenTrial) -> float | None:
-    """COMPLETE: its value; PRUNED: the best validation accuracy it reached; else None."""
+    """COMPLETE: its value; PRUNED: the best validation accuracy it reached; else None.
+    Values that are no accuracy (NaN, infinite: written by hand, not by hpsearch) count as
+    missing."""
     if trial.state == TrialState.COMPLETE:
-        return trial.value
-    if trial.state == TrialState.PRUNED and trial.intermediate_values:
-        return max(trial.intermediate_values.values())
+        value = trial.value
+        return value if value is not None and math.isfinite(value) else None
+    if trial.state == TrialState.PRUNED:
+        reached = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
+        return max(reached) if reached else None
     return None
 
 
@@ -218,7 +237,9 @@ def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
     scored = scored_study(trials)
     scored_params = [p for p in params if any(p in t.params for t in scored.trials)]
     if len(scored.trials) > 1 and len(scored_params) > 1:
-        importances = optuna.importance.get_param_importances(scored, params=scored_params)
+        with warnings.catch_warnings():  # PED-ANOVA on few trials: "regimes with < 2 trials"
+            warnings.simplefilter("ignore", UserWarning)
+            importances = optuna.importance.get_param_importances(scored, params=scored_params)
         notes.append(
             f"importances from {len(scored.trials)} trials: complete ones by their value, "
             "pruned ones by the best validation accuracy they reached"
@@ -294,10 +315,19 @@ def write_report(study_name: str, url: str, out_dir: Path) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{out_dir}: cannot create the report directory: {exc}") from None
+    artifacts = [out_dir / f"{stem}.png" for stem in figures.FIGURES]
+    artifacts += [out_dir / "index.html", out_dir / "summary.json"]
+    for path in artifacts:  # all of them before the first is written: nothing half-done
+        outfile.check_writable(path)
     info = summary(data, url)
-    paths = figures.write(data, info, out_dir)
+    paths = [*figures.write(data, info, out_dir), out_dir / "summary.json"]
     export.write_json(info, out_dir / "summary.json")
-    return [*paths, out_dir / "summary.json"]
+    # A figure an earlier report wrote here and this one has not (importances of a study
+    # with more trials, say) would sit beside this study's page as if it were its own.
+    for path in artifacts:
+        if path not in paths and path.is_file():
+            path.unlink()
+    return paths
 
 
 # --- comparing studies ------------------------------------------------------------------------
@@ -324,12 +354,14 @@ def compare(
         raise UsageError(f"--seeds: must be >= 1, got {seeds}")
     # Every study is opened before any retraining, so a typo fails in seconds, not hours.
     studies = [export.load_study_for_reading(n, url) for n in dict.fromkeys(study_names)]
+    bests = [export.best_or_none(study) for study in studies]
+    if evaluate:  # and every best trial's config read before the first retraining, too
+        for study, best in zip(studies, bests, strict=True):
+            if best is not None:
+                export.trial_config(study.study_name, best)
     rows = []
-    for study in studies:
+    for study, best in zip(studies, bests, strict=True):
         trials = study.get_trials(deepcopy=False)
-        best = None
-        if any(t.state == TrialState.COMPLETE for t in trials):
-            best = export.best_complete_trial(study)
         row: dict[str, Any] = {
             "study": study.study_name,
             "best_value": best.value if best else None,
@@ -341,7 +373,8 @@ def compare(
             **dict.fromkeys(("valid_mean", "valid_std", "test_mean", "test_std", "seeds")),
             "evaluation": None,  # "stored" (reused) or "new" (retrained now)
         }
-        if evaluate and best is not None:
+        stored = None
+        if best is not None and evaluate:
             stored = _stored_evaluation(study, best, seeds)
             row["evaluation"] = "stored" if stored else "new"
             if stored is None:
@@ -351,6 +384,10 @@ def compare(
                     study.study_name, url, seeds=seeds, data_dir=data_dir
                 )
                 stored = result.to_dict()
+        elif best is not None:  # --no-evaluate retrains nothing, but shows what is stored
+            stored = export.current_evaluation(study, best)
+            row["evaluation"] = "stored" if stored else None
+        if stored is not None:
             valid, test = stored["valid"], stored["test"]
             row.update(
                 valid_mean=valid["mean"],

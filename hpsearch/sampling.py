@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import inspect
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,15 @@ SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "cmaes": optuna.samplers.CmaEsSampler,
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
+}
+# Numeric options Optuna checks only when it first uses them (TPE's after its start-up
+# trials, hours into a study): the least each may be, and whether that least is allowed.
+_OPTION_MINIMUM: dict[str, tuple[float, bool]] = {
+    "n_startup_trials": (0, True),
+    "n_ei_candidates": (1, True),
+    "prior_weight": (0.0, True),
+    "sigma0": (0.0, False),
+    "popsize": (1, True),
 }
 # Optuna imports these lazily, so a missing one would only surface at the first trial.
 _SAMPLER_PACKAGES = {"cmaes": ("cmaes",), "gp": ("torch", "scipy"), "qmc": ("scipy",)}
@@ -70,6 +80,8 @@ def parse_options(
         if key in reserved:
             fail(src, at, reserved[key])
         if key not in settable:
+            if not settable:
+                fail(src, at, f"{cls.__name__} takes no options here; drop {where}")
             hint = did_you_mean(str(key), settable)
             fail(src, at, f"unknown option of {cls.__name__}; allowed: {', '.join(settable)}{hint}")
         if not _type_ok(settable[key], value):
@@ -102,6 +114,13 @@ def parse_sampler(src: str, raw: Any, space: Mapping[str, ParamSpec]) -> dict[st
         "search_space": "the grid comes from space (choices or step)",
     }
     options = parse_options(src, "sampler.options", SAMPLERS[name], raw.get("options"), reserved)
+    for key, value in options.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key in _OPTION_MINIMUM and number:
+            least, inclusive = _OPTION_MINIMUM[key]
+            if not (math.isfinite(value) and (value >= least if inclusive else value > least)):
+                rule = f"{'>=' if inclusive else '>'} {least}"
+                fail(src, f"sampler.options.{key}", f"must be a finite number {rule}, got {value}")
     sampler = {"name": name, "seed": seed, "options": options}
     if name == "grid":
         for p in space.values():

@@ -210,6 +210,8 @@ def _parse_param(
         fail(src, where, f"also fixed in config ({fixed[name]!r}); search it or fix it, not both")
     if name == "epochs":
         fail(src, where, "cannot be searched; set budget.epochs (pruners stop weak trials early)")
+    if name == "threads":  # speed, not the model: and run sets each worker's count itself
+        fail(src, where, "cannot be searched; it sets speed, not the model: fix config.threads")
     raw = as_mapping(src, where, raw, "{low: 0.0, high: 0.5} or {choices: [a, b]}")
     check_keys(src, where, raw, _PARAM_KEYS)
     when = _parse_when(src, where, raw.get("when"), fixed, earlier, names)
@@ -306,3 +308,52 @@ def _parse_when(
                 )
         out[dep] = coerced
     return out
+
+
+def combinations(
+    space: Mapping[str, ParamSpec], names: tuple[str, ...], limit: int
+) -> list[dict[str, Any]] | None:
+    """Every combination of values that the searched ``names`` can take together in one
+    trial, with the params their ``when`` conditions look at; None if there are more than
+    ``limit`` or a range too long to list (a float range gives its two ends).
+
+    Conditions are honoured as ``StudySpec.suggest`` does (file order, inactive params
+    absent), so a combination no trial can draw is never listed.
+    """
+    wanted = {name for name in names if name in space}
+    stack = list(wanted)
+    while stack:  # the params the conditions look at, and the ones theirs look at
+        for parent in space[stack.pop()].when or {}:
+            if parent not in wanted:
+                wanted.add(parent)
+                stack.append(parent)
+    order = [p for p in space.values() if p.name in wanted]
+    values: dict[str, list[Any]] = {}
+    for p in order:
+        if p.choices is not None:
+            values[p.name] = list(p.choices)
+        elif p.kind == "float":  # no cross-field rule reads a float: its ends suffice
+            values[p.name] = [p.low, p.high]
+        else:
+            low, high = p._bounds()
+            step = int(p.step or 1)
+            if (int(high) - int(low)) // step >= limit:
+                return None
+            values[p.name] = list(range(int(low), int(high) + 1, step))
+    out: list[dict[str, Any]] = []
+
+    def walk(i: int, chosen: dict[str, Any]) -> bool:
+        if i == len(order):
+            out.append(dict(chosen))
+            return len(out) <= limit
+        p = order[i]
+        if not p.active(chosen):
+            return walk(i + 1, chosen)
+        for value in values[p.name]:
+            chosen[p.name] = value
+            if not walk(i + 1, chosen):
+                return False
+            del chosen[p.name]
+        return True
+
+    return out if walk(0, {}) else None

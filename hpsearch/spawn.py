@@ -26,9 +26,11 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from enum import StrEnum
 from multiprocessing.reduction import DupFd
@@ -130,9 +132,26 @@ def warm_up(method: StartMethod) -> None:
     if method is StartMethod.forkserver and _fallback_reason is None:
         try:
             multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-            multiprocessing.forkserver.ensure_running()
+            _start_fork_server()
         except OSError as exc:
             _fall_back(exc)
+
+
+def _start_fork_server() -> None:
+    """Start the fork server (if it is not running) with SIGINT ignored, as it inherits it.
+
+    It imports torch for seconds before it ignores SIGINT itself, and a Ctrl-C in a terminal
+    reaches it too: it died with a traceback, and the launcher, at its next fork, with
+    "Aborted." and exit 1 instead of 130. Its workers install their own handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        multiprocessing.forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def start_worker(
@@ -158,6 +177,7 @@ class ForkedWorker:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)  # takes effect when the server starts
+        _start_fork_server()
         read_fd, write_fd = os.pipe()
         umask = os.umask(0o022)
         os.umask(umask)
@@ -211,9 +231,13 @@ def _worker_main(args: list[str], env: dict[str, str], cwd: str, umask: int, err
 
     ``err`` is the pipe's write end as ``DupFd`` (the fork server passes it over).
     """
+    # Ctrl-C as in any process again (the fork server ignores it: _start_fork_server); the
+    # worker command installs its own handlers once it runs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     fd = err.detach()
     os.dup2(fd, 2)
     os.close(fd)
+    _stop_with_launcher(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
@@ -229,6 +253,24 @@ def _worker_main(args: list[str], env: dict[str, str], cwd: str, umask: int, err
     from hpsearch.cli import main
 
     main()  # exits through SystemExit with the CLI's exit code
+
+
+def _stop_with_launcher(fd: int) -> None:
+    """SIGTERM this worker (taken as Ctrl-C: its trial is failed) when the launcher is gone,
+    even by SIGKILL or the OOM killer: a worker must not train on unseen and race the workers
+    of the next `run` that resumes the study. ``fd`` is the pipe to the launcher (stderr),
+    whose write end reports an error once nobody holds its read end; the fork server, the
+    worker's parent, outlives the launcher, so a parent-death signal would not come."""
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # POLLERR and POLLHUP are reported without being asked for
+        while True:
+            if any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll()):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 def _set_title(title: str) -> None:

@@ -37,6 +37,7 @@ from hpsearch.dburl import (
     ENV_URL,
     SQLITE_BUSY_TIMEOUT,
     SUPPORTED,
+    DatabaseLost,
     DatabaseUnavailable,
     connect_args,
     error_reason,
@@ -54,6 +55,7 @@ __all__ = [  # the names callers use as storage.X, wherever they are defined
     "DEFAULT_URL",
     "ENV_URL",
     "SUPPORTED",
+    "DatabaseLost",
     "DatabaseUnavailable",
     "StorageError",
     "budget_lock",
@@ -97,7 +99,8 @@ class _RDBStorage(optuna.storages.RDBStorage):
             if not self._beat_failing:  # once per outage, not once a second
                 url = str(self.url)
                 _logger.warning(
-                    "heartbeat of trial %d not recorded, retrying: %s",
+                    "heartbeat of a running trial (id %d in the database) not recorded, "
+                    "retrying: %s",
                     trial_id,
                     error_reason(url, exc),
                 )
@@ -166,6 +169,8 @@ def open_storage(
     # Bounded by connect_timeout even against a server that accepts but never answers.
     check_connection(url, connect_timeout)
     path = sqlite_path(parsed)
+    if path is not None:
+        check_not_foreign(path, url)  # before the schema lock's file is made beside it
     engine_kwargs: dict[str, Any] = {"connect_args": connect_args(parsed, connect_timeout)}
     if parsed.get_backend_name() != "sqlite":
         engine_kwargs |= {"pool_pre_ping": True, "pool_recycle": POOL_RECYCLE}
@@ -308,6 +313,66 @@ def check_connection(url: str, connect_timeout: float = 10.0) -> None:
         raise failure(url, e) from None
     finally:
         engine.dispose()
+
+
+# Optuna's tables (Optuna 3-5; alembic's own table as well). A database holding any other
+# table, or a `studies` table of other columns, belongs to another program. Not "all of
+# them present": another worker may be creating the schema this very moment.
+_OPTUNA_TABLES = frozenset(
+    {
+        "alembic_version",
+        "studies",
+        "study_directions",
+        "study_system_attributes",
+        "study_user_attributes",
+        "trial_heartbeats",
+        "trial_intermediate_values",
+        "trial_params",
+        "trial_system_attributes",
+        "trial_user_attributes",
+        "trial_values",
+        "trials",
+        "version_info",
+    }
+)
+
+
+def sqlite_tables(path: Path) -> dict[str, set[str]] | None:
+    """The tables of the SQLite file at ``path`` and their columns, read without writing
+    (None: no such file, or not a SQLite database, which opening it reports)."""
+    if not path.is_file():
+        return None
+    try:
+        read_only = f"{path.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
+            names = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            return {
+                name: {row[1] for row in db.execute(f'PRAGMA table_info("{name}")')}
+                for name in names
+            }
+    except sqlite3.Error:
+        return None
+
+
+def check_not_foreign(path: Path, url: str) -> None:
+    """Refuse a SQLite database another program made: Optuna would write its tables into it
+    (or fail on one of the same name, such as ``studies``, with a traceback)."""
+    tables = sqlite_tables(path) or {}
+    other = sorted(name for name in tables if name not in _OPTUNA_TABLES)
+    if "studies" in tables and "study_id" not in tables["studies"]:
+        other = sorted({*other, "studies"})
+    if other:
+        shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
+        raise StorageError(
+            f"{mask_url(url)}: a SQLite database of another program (tables not Optuna's: "
+            f"{shown}); give hpsearch's study database, or a new file"
+        )
 
 
 def _enable_wal(path: Path, url: str) -> None:

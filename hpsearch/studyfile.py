@@ -36,6 +36,7 @@ from hpsearch.space import (
     check_config,
     check_keys,
     coerce,
+    combinations,
     fail,
     parse_space,
     show,
@@ -57,12 +58,18 @@ __all__ = [  # sampler and pruner tables live in hpsearch.sampling and hpsearch.
 STUDIES_DIR_ENV = "HPSEARCH_STUDIES_DIR"
 DEFAULT_TRIALS = 20
 _TOP_KEYS = ("name", "description", "config", "space", "sampler", "pruner", "budget", "enqueue")
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# Not starting with '.' or '-': a name is also a directory (reports/<name>) and an argument.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _GRID_CHECK_LIMIT = 10_000  # every grid point is validated up to this size (~1 ms each)
 # Extending a study by running it again with a larger --trials/--timeout is the normal way to
 # use it, and neither changes what a trial means; the description is prose. Everything else
 # (space, fixed config, epochs, sampler, pruner, enqueue) changes the search, so it blocks resuming.
 _RESUMABLE = frozenset({"budget.trials", "budget.timeout", "description"})
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` is a study name a file may have (and so safe as a file name)."""
+    return bool(_NAME.fullmatch(name))
 
 
 @dataclass(frozen=True)
@@ -200,8 +207,13 @@ def parse_study(
     if name is None:
         fail(src, "name", "missing; give a name of letters, digits, '_', '.' or '-'")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        fail(src, "name", f"{name!r} must be letters, digits, '_', '.' or '-'")
-    description = data.get("description") or ""
+        fail(
+            src,
+            "name",
+            f"{name!r} must be letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+        )
+    description = data.get("description")
+    description = "" if description is None else description
     if not isinstance(description, str):
         fail(src, "description", f"expected a string, got {description!r}")
 
@@ -227,6 +239,14 @@ def parse_study(
         timeout = float(timeout)
     default_epochs = fixed.get("epochs", cfg.FIELDS["epochs"].default)
     epochs = as_int(src, "budget.epochs", budget.get("epochs", default_epochs), 1)
+    check_config(src, "budget.epochs", "epochs", {"epochs": epochs})
+    if "epochs" in fixed and "epochs" in budget and fixed["epochs"] != epochs:
+        fail(
+            src,
+            "config.epochs",
+            f"{fixed['epochs']} conflicts with budget.epochs ({epochs}); a trial's epochs are "
+            "budget.epochs: drop config.epochs",
+        )
 
     space = parse_space(src, data.get("space"), fixed, epochs)
 
@@ -237,7 +257,16 @@ def parse_study(
         name, description, path, fixed, space, sampler, pruner, trials, timeout, epochs, enqueue
     )
     if sampler["name"] == "grid":
+        if enqueue:
+            fail(
+                src,
+                "enqueue",
+                "the grid sampler runs every grid point once; an enqueued point would run "
+                "twice and leave another grid point out. Drop enqueue (or use tpe/random)",
+            )
         _check_grid(src, spec)
+    else:
+        _check_combinations(src, spec)
     return spec
 
 
@@ -283,6 +312,26 @@ def _check_grid(src: str, spec: StudySpec) -> None:
         except ConfigError as exc:
             problem = str(exc).removeprefix(f"{src}: ")
             fail(src, "space", f"grid point {show(point)} is invalid: {problem}")
+
+
+def _check_combinations(src: str, spec: StudySpec) -> None:
+    """Fail on a combination of searched values that breaks a cross-field rule (such as
+    attention heads that do not divide the encoder's width), which each value's own check
+    cannot see. Too many combinations to list: left to the trials, which then fail alone."""
+    if not any(name in spec.space for name in cfg.CROSS_FIELDS):
+        return
+    points = combinations(spec.space, cfg.CROSS_FIELDS, _GRID_CHECK_LIMIT) or []
+    for point in points:
+        try:
+            cfg.from_mapping({**spec.config, **point, "epochs": spec.epochs}, source=src)
+        except ConfigError as exc:
+            problem = str(exc).removeprefix(f"{src}: ")
+            fail(
+                src,
+                "space",
+                f"a trial can draw {show(point)}, which is invalid: {problem}; narrow the "
+                "values, or add a when: condition",
+            )
 
 
 # --- finding files ----------------------------------------------------------------------------

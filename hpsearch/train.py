@@ -68,14 +68,15 @@ class TrainResult:
     test_acc: float | None = None  # best-epoch weights on the test set, when asked for
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto``: cuda, then mps, then cpu; an explicit device must be available."""
+def resolve_device(name: str, *, source: str = "config") -> torch.device:
+    """``auto``: cuda, then mps, then cpu; an explicit device must be available (errors
+    name ``source``, where the device was set)."""
     cuda = torch.cuda.is_available()
     mps = torch.backends.mps.is_available()
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise ConfigError(f"config: device: {name!r} is not available here; use auto or cpu")
+        raise ConfigError(f"{source}: device: {name!r} is not available here; use auto or cpu")
     return torch.device(name)
 
 

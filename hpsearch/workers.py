@@ -30,6 +30,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy.exc
+from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from hpsearch import storage as storage_mod
@@ -180,6 +181,11 @@ def open_study(
             )
         if changes:
             _check_resumable(spec, study)
+            # Points the edited file adds to enqueue: (queued only when a study is created).
+            before = stored.get("enqueue") or []
+            for params in spec.enqueue:
+                if params not in before:
+                    study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
         # Resuming must not replay an earlier session's draws: with the same seed, a random
         # sampler (or TPE's start-up phase) proposes the same points again, and those trials,
@@ -210,16 +216,23 @@ def _check_resumable(spec: StudySpec, study: optuna.Study) -> None:
             raise StudyError(
                 f"study {spec.name!r}: space.{name}: its trials used {_describe(used[name])}, "
                 f"the file now says {param.describe()}; Optuna cannot change a parameter's "
-                f"choices or kind within a study. Use another study name, or keep space.{name} "
-                "as it was"
+                f"choices, kind or log scale within a study. Use another study name, or keep "
+                f"space.{name} as it was"
             ) from None
 
 
 def _describe(distribution: optuna.distributions.BaseDistribution) -> str:
+    """As ``ParamSpec.describe`` words a parameter, so that the two read side by side."""
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return f"one of {show(list(distribution.choices))}"
-    kind = "int" if isinstance(distribution, optuna.distributions.IntDistribution) else "float"
-    return f"{kind} values"
+    assert isinstance(distribution, IntDistribution | FloatDistribution), distribution
+    kind = "int" if isinstance(distribution, IntDistribution) else "float"
+    step = distribution.step
+    default_step = isinstance(distribution, IntDistribution) and step == 1
+    extra = (
+        ", log" if distribution.log else "" if step is None or default_step else f", step {step}"
+    )
+    return f"{kind} in [{distribution.low}, {distribution.high}]{extra}"
 
 
 @dataclass
@@ -255,8 +268,14 @@ def _held(
         release()
 
 
+# Ctrl-C; kill and docker stop; a closed terminal or a dropped ssh session (which would
+# otherwise end the process on the spot, its trial left RUNNING until a heartbeat check).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def stop_on_signals() -> threading.Event:
-    """Make SIGINT and SIGTERM stop this worker process; return the event ``work`` watches.
+    """Make SIGINT, SIGTERM and SIGHUP stop this worker process; return the event ``work``
+    watches.
 
     SIGTERM (docker stop, kill) takes the same path as Ctrl-C: Optuna marks the running trial
     FAIL before the process exits, so no trial is left RUNNING. The event makes it stick
@@ -277,8 +296,8 @@ def stop_on_signals() -> threading.Event:
             sys.__unraisablehook__(unraisable)
 
     sys.unraisablehook = on_unraisable
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
     return stop
 
 
@@ -394,7 +413,7 @@ def work(
                     reason,
                 )
             elif now - db_down_since >= retry_seconds:
-                raise StorageError(
+                raise storage_mod.DatabaseLost(
                     f"{worker}: database unavailable for over {retry_seconds:g} s, "
                     f"giving up: {reason}"
                 ) from None

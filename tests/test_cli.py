@@ -91,9 +91,18 @@ def test_an_unwritable_checkpoint_path_is_refused_before_training(
 def test_a_device_this_machine_lacks_is_refused_before_the_table(cli: CliRunner) -> None:
     result = _invoke(cli, "train", "--set", "device=mps", "--set", "epochs=1")
     assert _usage_error(result) == (
-        "error: config: device: 'mps' is not available here; use auto or cpu"
+        "error: --set: device: 'mps' is not available here; use auto or cpu"
     )
     assert "epoch" not in result.output
+
+
+def test_a_device_set_in_the_config_file_names_the_file(cli: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"device": "mps", "epochs": 1}')
+    result = _invoke(cli, "train", "--config", str(path))
+    assert _usage_error(result) == (
+        f"error: {path}: device: 'mps' is not available here; use auto or cpu"
+    )
 
 
 def test_a_value_that_is_not_yaml_is_one_line(cli: CliRunner) -> None:

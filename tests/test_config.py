@@ -121,3 +121,37 @@ def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as exc:
             config.load(path)
         assert str(exc.value).startswith(start) and "\n" not in str(exc.value)
+
+
+# --- config files (train --config) --------------------------------------------------------------
+
+
+def test_a_json_key_given_twice_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text('{"epochs": 1, "lr": 0.001, "lr": 0.5}')
+    with pytest.raises(ConfigError, match=r"c\.json: invalid JSON: duplicate key 'lr'"):
+        config.load(path)
+    path.write_text('{"config": {"lr": 0.001, "lr": 0.5}}')  # inside an export, too
+    with pytest.raises(ConfigError, match="duplicate key 'lr'"):
+        config.load(path)
+
+
+@pytest.mark.parametrize("text", ["", "null\n", "# nothing\n"])
+def test_an_empty_config_file_is_an_error_not_the_defaults(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"c\.yaml: the file is empty"):
+        config.load(path, ["epochs=1"])
+
+
+def test_an_export_with_config_fields_beside_it_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "best.yaml"
+    path.write_text("config: {epochs: 1, hidden_dim: 16}\nlr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"best\.yaml: lr: a config field beside config:"):
+        config.load(path)
+    path.write_text('{"format": 1, "config": null}')
+    with pytest.raises(ConfigError, match="config: expected a mapping of config fields, got None"):
+        config.load(path)
+    # an export's own keys beside config are its metadata, not configuration
+    path.write_text("format: 1\nstudy: s\nparams: {lr: 0.5}\nconfig: {epochs: 1, lr: 0.002}\n")
+    assert config.load(path).lr == 0.002

@@ -16,7 +16,7 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 
 from hpsearch import catalog, config, data, export, storage, studyfile, workers
-from hpsearch.errors import StudyError
+from hpsearch.errors import StorageError, StudyError
 
 STUDY_YAML = """\
 name: {name}
@@ -239,3 +239,69 @@ def test_exports_never_contain_the_password(postgres_url: str, tmp_path: Path) -
         assert password not in str(info.value)
     finally:
         optuna.delete_study(study_name=name, storage=storage.open_storage(url, heartbeat=False))
+
+
+# --- databases and studies hpsearch did not make (a hostile-input pass, seventh session) ------
+
+
+def test_reading_never_writes_into_an_empty_or_foreign_sqlite_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    url = f"sqlite:///{empty}"
+    with pytest.raises(StudyError, match="the database does not exist yet"):
+        export.load_study_for_reading("tiny", url)
+    assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE customers (id INTEGER)")
+    before = other.read_bytes()
+    with pytest.raises(StorageError, match=r"another program \(tables not Optuna's: customers\)"):
+        export.load_study_for_reading("tiny", f"sqlite:///{other}")
+    with pytest.raises(StorageError, match="a SQLite database of another program"):
+        catalog.study_rows(f"sqlite:///{other}", tmp_path / "none")
+    # Nor a command that writes: `run` created Optuna's tables beside these, or failed with a
+    # traceback on a table of the same name.
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE studies (x INTEGER)")
+    before = other.read_bytes()
+    with pytest.raises(StorageError, match=r"tables not Optuna's: customers, studies\)"):
+        storage.open_storage(f"sqlite:///{other}", heartbeat=False)
+    assert other.read_bytes() == before and not (tmp_path / "other.db.lock").exists()
+
+
+def _foreign(url: str) -> None:
+    store = storage.open_storage(url, heartbeat=False)
+    two = optuna.create_study(study_name="mo", storage=store, directions=["maximize", "minimize"])
+    two.add_trial(optuna.trial.create_trial(values=[0.5, 1.0]))
+    low = optuna.create_study(study_name="mini", storage=store, direction="minimize")
+    for value in (0.9, 0.1):
+        low.add_trial(optuna.trial.create_trial(value=value, user_attrs={"config": {}}))
+
+
+def test_studies_of_other_objectives_are_refused_and_listed(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    _foreign(sqlite_url)
+    with pytest.raises(StudyError, match="study 'mo' has 2 objectives: hpsearch reads studies"):
+        export.load_study_for_reading("mo", sqlite_url)
+    with pytest.raises(StudyError, match="study 'mini' minimizes its value"):
+        export.best_export("mini", sqlite_url)
+    (tmp_path / "none").mkdir()
+    rows = {r["name"]: r for r in catalog.study_rows(sqlite_url, tmp_path / "none")}
+    assert rows["mo"]["description"] == "(not an hpsearch study: it has 2 objectives)"
+    assert rows["mini"]["best_value"] is None  # its 0.9 is its worst, not a best accuracy
+
+
+def test_a_value_that_is_no_accuracy_is_never_the_best(tmp_path: Path, sqlite_url: str) -> None:
+    study = optuna.create_study(
+        study_name="odd",
+        storage=storage.open_storage(sqlite_url, heartbeat=False),
+        direction="maximize",
+    )
+    for value in (0.5, float("inf"), 0.7):
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={1: value}))
+    assert export.best_complete_trial(study).number == 2
+    text = export.to_json({"curve": {"1": float("inf")}, "nan": float("nan")})
+    assert json.loads(text) == {"curve": {"1": None}, "nan": None}  # strict JSON: null

@@ -270,8 +270,13 @@ def _option(argv: list[str], flag: str) -> str | None:
 
 @pytest.mark.parametrize(
     ("signum", "group"),
-    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGINT, True)],
-    ids=["SIGINT", "SIGTERM", "Ctrl-C"],
+    [
+        (signal.SIGINT, False),
+        (signal.SIGTERM, False),
+        (signal.SIGHUP, False),
+        (signal.SIGINT, True),
+    ],
+    ids=["SIGINT", "SIGTERM", "SIGHUP", "Ctrl-C"],
 )
 def test_interrupted_run_stops_every_worker(
     procs: Cli, tmp_path: Path, signum: signal.Signals, group: bool
@@ -306,6 +311,45 @@ def test_interrupted_run_stops_every_worker(
         again = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="again")
         assert again.wait(timeout=180) == 0, procs.err("again")
         assert_budget_met(study, 2)
+
+
+def test_ctrl_c_while_the_fork_server_starts_is_a_clean_stop(procs: Cli, tmp_path: Path) -> None:
+    # The fork server imports torch for seconds before it ignores SIGINT, and a terminal's
+    # Ctrl-C reaches it as well: it died with a traceback, and `run` with "Aborted." (exit 1).
+    path = write_study(tmp_path, "early", trials=2, epochs=100)
+    run = procs.start(
+        "run", "-s", path, "--workers", "2", "--storage", sqlite_url(tmp_path), log="early"
+    )
+
+    def fork_server() -> bool:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and "forkserver" in " ".join(_argv(int(entry.name))):
+                with contextlib.suppress(OSError):
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(stat[1]) == run.pid:  # its parent: this run's launcher
+                        return True
+        return False
+
+    wait_for(fork_server, "the fork server", timeout=60, watch=(run,))
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
+    assert run.wait(timeout=60) == 130, procs.err("early")
+    assert "Traceback" not in procs.err("early") and "Aborted" not in procs.err("early")
+    assert worker_pids(path) == []
+
+
+def test_workers_stop_when_their_launcher_is_killed(procs: Cli, tmp_path: Path) -> None:
+    # kill -9 (or the OOM killer) of `run` used to leave its workers training the whole
+    # budget unseen, racing the workers of the next `run` that resumed the study.
+    path = write_study(tmp_path, "orphaned", trials=2, epochs=100)
+    url = sqlite_url(tmp_path)
+    run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="killed")
+    study = wait_study(url, "orphaned", run)
+    wait_for(lambda: len(running(study)) == 2, "both workers in a trial", watch=(run,))
+    run.kill()
+    run.wait(timeout=30)
+    wait_for(lambda: worker_pids(path) == [], "the workers to stop", timeout=60)
+    counts = states(study)
+    assert counts["RUNNING"] == 0 and counts["FAIL"] == 2, counts  # stopped as by Ctrl-C
 
 
 def test_interrupted_and_killed_trials_do_not_stop_a_resumed_study(
@@ -586,7 +630,7 @@ def test_worker_gives_up_on_a_database_that_stays_down(
     finally:
         proxy.close()
     err = procs.err("w")
-    assert code == 2, err
+    assert code == 1, err  # lost mid-run: not a usage error (2), which a bad URL is
     # Bounded: the retry window, one 2 s pause and a trial epoch, with room for a slow machine.
     assert retry <= waited <= retry + 20, waited
     assert "Traceback" not in err
@@ -697,7 +741,7 @@ def test_worker_whose_every_trial_fails_stops_with_an_error(
     monkeypatch.setattr(objective, "train_from_config", broken)
     path = write_study(tmp_path, "broken", trials=2, epochs=1)
     url = sqlite_url(tmp_path)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
     try:  # the worker command installs its own signal handlers (and unraisable hook)
         result = CliRunner().invoke(

@@ -18,7 +18,7 @@ import optuna
 import pytest
 from typer.testing import CliRunner, Result
 
-from hpsearch import cli, storage, studyfile, workers
+from hpsearch import cli, objective, storage, studyfile, workers
 
 PASSWORD = "Hunter2-" + uuid.uuid4().hex[:8]
 
@@ -149,6 +149,10 @@ SPEC_CASES = {
     "device this machine lacks": (  # no Linux machine has Apple's MPS
         edit("threads: 1}", "threads: 1, device: mps}"),
         ["study.yaml: config.device: 'mps' is not available on this machine; use auto or cpu"],
+    ),
+    "searched device this machine lacks": (
+        edit("space:\n", "space:\n  device: {choices: [cpu, mps]}\n"),
+        ["study.yaml: space.device.choices[1]: 'mps' is not available on this machine"],
     ),
     "sampler seed past numpy's": (
         edit("seed: 0}", "seed: 4294967296}"),
@@ -362,7 +366,37 @@ def test_embeddings_of_the_wrong_size(workdir: Path) -> None:
     line = one_line_error(
         invoke("run", "-s", _vectors_study(workdir, vectors), "--storage", SQLITE)
     )
-    assert "embedding_dim (8) must equal the vectors' size (3)" in line
+    assert line == (
+        f"error: {workdir / 'study.yaml'}: config.embedding_dim: 8 must equal the size of the "
+        f"{str(vectors)!r} vectors (3); set embedding_dim: 3"
+    )
+    no_database(workdir)
+
+
+def test_a_searched_embedding_size_the_vectors_lack(workdir: Path) -> None:
+    vectors = write(workdir / "vectors.txt", "the 0.1 0.2 0.3\nof 0.3 0.2 0.1\n")
+    base = BASE.replace("hidden_dim: 8, embedding_dim: 8,", "hidden_dim: 8,")
+
+    def study(config: str, space: str) -> Path:
+        text = base.replace("threads: 1}", f"threads: 1{config}}}")
+        return write(workdir / "study.yaml", text.replace("space:\n", f"space:\n{space}"))
+
+    path = study(f", embeddings: {vectors}", "  embedding_dim: {choices: [3, 8]}\n")
+    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    assert line.startswith(
+        f'error: {path}: space: a trial can draw {{"embedding_dim": 8}}, but the '
+        f"{str(vectors)!r} vectors have 3 dimensions"
+    )
+    no_database(workdir)
+    # A size searched only with random vectors, the default size (100) otherwise: fine with
+    # 100-d vectors, not with the 3-d ones.
+    searched = "  embeddings: {{choices: [null, {}]}}\n"
+    conditional = "  embedding_dim: {choices: [4, 8], when: {embeddings: null}}\n"
+    wide = write(workdir / "wide.txt", "the " + " ".join(["0.5"] * 100) + "\n")
+    objective.check_inputs(studyfile.load_study(study("", searched.format(wide) + conditional)))
+    path = study("", searched.format(vectors) + conditional)
+    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    assert f'a trial can draw {{"embeddings": "{vectors}"}}, but' in line
     no_database(workdir)
 
 

@@ -323,6 +323,7 @@ def test_results_unreadable_past_the_retry_time_name_the_study_not_the_password(
         launcher._read_results(study, ["w1"], url, 0.0)
     assert "study r: cannot read the results from" in str(raised.value)
     assert "s3cret" not in str(raised.value)
+    assert raised.value.exit_code == 1  # lost mid-run, not a usage error (2)
 
 
 class _Started:
@@ -360,3 +361,19 @@ def test_workers_share_the_gpus_round_robin(
     # so neither fails the other's running trials as its own orphans when it ends.
     host = os.uname().nodename
     assert names == [f"{host}-{os.getpid()}-w{i}" for i in (1, 2, 3)] == launch.names
+
+
+@pytest.mark.parametrize(("fixed", "threads"), [("", "1"), ("  threads: 3\n", "3")])
+def test_the_study_files_thread_count_wins_over_the_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fixed: str, threads: str
+) -> None:
+    # A file's `threads: 3` used to be overridden by run's cores // workers, unannounced.
+    (tmp_path / "study.yaml").write_text(STUDY_YAML.replace("config:\n", f"config:\n{fixed}"))
+    spec = studyfile.load_study(tmp_path / "study.yaml")
+    started = _Started()
+    monkeypatch.setattr(launcher, "start_worker", started)
+    monkeypatch.setattr(launcher, "available_cores", lambda: 2)
+    launch = launcher.start_workers(spec, "sqlite:///x.db", workers=2, data_dir=None, deadline=None)
+    for proc in launch.processes:
+        proc.wait()
+    assert [argv[argv.index("--threads") + 1] for argv in started.argvs] == [threads] * 2

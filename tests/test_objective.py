@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from hpsearch import config as config_mod
 from hpsearch.data import CLASSES, load_dataset
 from hpsearch.model import RNNClassifier, count_parameters
 from hpsearch.objective import Objective
+from hpsearch.space import parse_space
 from hpsearch.studyfile import StudySpec, parse_study
 from hpsearch.workers import work
 
@@ -27,6 +29,15 @@ CONFLICTING = {
     "config": SMALL | {"pooling": "attention"},
     "space": {"hidden_dim": {"choices": [9]}, "attention_heads": {"choices": [2]}},
 }
+
+
+def _conflicting() -> StudySpec:
+    """A study whose trials all draw conflicting params. A file saying so is refused when it
+    is loaded (test_studyfile); a space too large to list every combination of is not, and
+    its conflicting trials fail alone, as these do."""
+    spec = _spec(config=CONFLICTING["config"], space={"lr": {"low": 1.0e-3, "high": 1.0e-2}})
+    space = parse_space("test", CONFLICTING["space"], spec.config, spec.epochs)
+    return dataclasses.replace(spec, space=space)
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +84,7 @@ def test_complete_trial_records_everything_needed_to_retrain_it(trec_dir: Path) 
 
 
 def test_conflicting_sampled_params_fail_with_the_reason(trec_dir: Path) -> None:
-    trial = _one_trial(_spec(**CONFLICTING), trec_dir)
+    trial = _one_trial(_conflicting(), trec_dir)
     assert trial.state == TrialState.FAIL
     assert "attention_heads: 2 must divide the encoder output size 9" in trial.user_attrs["error"]
 
@@ -102,9 +113,7 @@ def test_diverging_trial_fails_and_the_worker_goes_on(trec_dir: Path, tmp_path: 
 
 
 def test_a_study_whose_every_trial_fails_still_ends(trec_dir: Path, tmp_path: Path) -> None:
-    summary = work(
-        _spec(**CONFLICTING), f"sqlite:///{tmp_path}/w.db", worker="w-test", data_dir=trec_dir
-    )
+    summary = work(_conflicting(), f"sqlite:///{tmp_path}/w.db", worker="w-test", data_dir=trec_dir)
     assert summary.reason == "stopped after 3 failed trials"
     assert summary.trials_run == 3
 

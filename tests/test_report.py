@@ -128,7 +128,7 @@ def test_report_with_one_complete_trial_skips_importances(tmp_path: Path, url: s
 
 def test_report_of_study_without_complete_trials_is_a_clear_error(tmp_path: Path, url: str) -> None:
     study = optuna.create_study(
-        study_name="none", storage=storage.open_storage(url, heartbeat=False)
+        study_name="none", storage=storage.open_storage(url, heartbeat=False), direction="maximize"
     )
     study.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.3}))
     with pytest.raises(StudyError, match=r"'none' has no complete trial yet \(1 pruned"):
@@ -179,7 +179,7 @@ def test_pruned_trials_count_with_their_best_epoch() -> None:
 def test_compare_without_evaluation_counts_trials(url: str) -> None:
     a = make_study(url, "a", 12, seed=1)
     make_study(url, "b", 5, seed=2)
-    optuna.create_study(study_name="empty", storage=url).add_trial(
+    optuna.create_study(study_name="empty", storage=url, direction="maximize").add_trial(
         create_trial(state=TrialState.FAIL, user_attrs={"epochs_run": 2, "seconds": 3.0})
     )
     rows = report.compare(["a", "b", "empty", "a"], url, evaluate=False)
@@ -225,6 +225,9 @@ def test_compare_reuses_a_matching_stored_evaluation(url: str) -> None:
     assert row["evaluation"] == "stored"
     assert (row["test_mean"], row["test_std"], row["seeds"]) == (0.88, 0.02, 3)
     assert report._stored_evaluation(study, best, seeds=5) is None
+    # --no-evaluate retrains nothing, but shows the stored evaluation (of any seed count)
+    (row,) = report.compare(["a"], url, seeds=5, evaluate=False)
+    assert (row["evaluation"], row["test_mean"], row["seeds"]) == ("stored", 0.88, 3)
 
 
 def test_compare_unknown_study_fails_before_any_work(url: str) -> None:
@@ -262,3 +265,78 @@ def test_compare_retrains_when_the_stored_evaluation_is_stale(
     assert calls == [("a", url, {"seeds": 2, "data_dir": tmp_path})]
     assert row["evaluation"] == "new"
     assert (row["test_mean"], row["test_std"], row["seeds"]) == (0.9, 0.01, 2)
+
+
+# --- found by a hostile-input pass (seventh session) -------------------------------------------
+
+
+def test_few_values_get_labels_that_tell_them_apart() -> None:
+    axis = report.make_axis("dropout", FloatDistribution(0.0, 0.5), [0.2087, 0.2096, 0.1])
+    assert axis.labels == ("0.1", "0.209", "0.21")  # not 0.21 twice
+
+
+def test_bins_span_the_values_tried_outside_a_narrowed_range() -> None:
+    # The range narrowed to [5e-3, 1e-2] on a forced resume; earlier trials tried 7e-4 and
+    # 1.3e-3, which used to land in a bin labelled "0.005-0.0057".
+    observed = [7e-4, 1.3e-3, 5.5e-3, 6e-3, 7e-3, 8e-3, 9e-3]
+    axis = report.make_axis("lr", FloatDistribution(5e-3, 1e-2, log=True), observed, bins=5)
+    assert axis.edges is not None and axis.edges[0] == pytest.approx(7e-4)
+    first = axis.labels[axis.cell(7e-4)]
+    assert first.startswith("7e-4–")
+
+
+def test_values_that_are_no_accuracy_do_not_score() -> None:
+    pruned = create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.5, 2: math.nan})
+    assert report.trial_score(pruned) == 0.5
+    assert report.trial_score(create_trial(state=TrialState.PRUNED, intermediate_values={})) is None
+
+
+def test_a_second_report_in_a_directory_leaves_none_of_the_firsts_figures(
+    tmp_path: Path, url: str
+) -> None:
+    make_study(url, "many", 30)
+    make_study(url, "one", 1)
+    out = tmp_path / "out"
+    report.write_report("many", url, out)
+    paths = report.write_report("one", url, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)
+    assert not (out / "importances.png").exists()
+
+
+def test_an_unwritable_report_file_is_one_line_before_any_is_written(
+    tmp_path: Path, url: str
+) -> None:
+    make_study(url, "synthetic", 5)
+    out = tmp_path / "out"
+    (out / "index.html").mkdir(parents=True)
+    result = CliRunner().invoke(
+        app, ["report", "--study", "synthetic", "--storage", url, "-o", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "index.html: is a directory" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"]  # no PNG written
+
+
+def test_a_study_name_that_is_no_file_name_needs_an_output(tmp_path: Path, url: str) -> None:
+    make_study(url, "../escape", 3)
+    for args in (["report"], ["export", "-f", "csv"]):
+        result = CliRunner().invoke(app, [*args, "--study", "../escape", "--storage", url])
+        assert result.exit_code == 2, result.output
+        assert "study '../escape': its name is no file name; give --output" in result.stderr
+
+
+def test_compare_reads_every_best_config_before_retraining(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch import evaluate
+
+    make_study(url, "a", 5)
+    study = optuna.create_study(
+        study_name="b", storage=storage.open_storage(url, heartbeat=False), direction="maximize"
+    )
+    study.add_trial(create_trial(value=0.5))  # no recorded config
+    retrained = []
+    monkeypatch.setattr(evaluate, "evaluate_study", lambda *a, **k: retrained.append(a))
+    with pytest.raises(StudyError, match="study 'b': trial 0 has no recorded config"):
+        report.compare(["a", "b"], url, seeds=1)
+    assert retrained == []  # study a was not retrained first

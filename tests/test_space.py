@@ -117,3 +117,35 @@ def test_errors_name_the_field(raw: Any, fixed: dict[str, Any] | None, expected:
         parse(raw, fixed)
     assert expected in str(info.value), str(info.value)
     assert "\n" not in str(info.value)
+
+
+# --- combinations: what one trial can draw together ------------------------------------------
+
+
+def test_combinations_honour_conditions_and_list_int_ranges() -> None:
+    parsed = parse(
+        {
+            "pooling": {"choices": ["max", "attention"]},
+            "attention_heads": {"low": 1, "high": 3, "when": {"pooling": "attention"}},
+            "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+        }
+    )
+    points = space.combinations(parsed, ("attention_heads",), 100)
+    # heads only with attention (a trial never draws them with max pooling); lr not asked for
+    assert points == [
+        {"pooling": "max"},
+        {"pooling": "attention", "attention_heads": 1},
+        {"pooling": "attention", "attention_heads": 2},
+        {"pooling": "attention", "attention_heads": 3},
+    ]
+    assert space.combinations(parsed, ("lr",), 100) == [{"lr": 1e-4}, {"lr": 1e-2}]
+    assert space.combinations(parsed, ("hidden_dim",), 100) == [{}]  # not searched
+
+
+def test_combinations_give_up_beyond_the_limit() -> None:
+    parsed = parse({"hidden_dim": {"low": 1, "high": 10_000}}, {})
+    assert space.combinations(parsed, ("hidden_dim",), 1000) is None
+    ranges = {"hidden_dim": {"low": 8, "high": 64, "step": 8}, "seed": {"low": 0, "high": 3}}
+    parsed = parse(ranges, {})
+    assert space.combinations(parsed, ("hidden_dim", "seed"), 100) is not None
+    assert space.combinations(parsed, ("hidden_dim", "seed"), 20) is None  # 8 x 4 points

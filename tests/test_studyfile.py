@@ -285,6 +285,84 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         ["enqueue[0].momentum:", "unused unless optimizer is sgd"],
     ),
     ("empty space", changed(space={}), ["space: empty"]),
+    # Found by a hostile-input pass (seventh session): each used to load, then fail trials.
+    ("name of dots", changed(name=".."), ["name: '..'", "not starting with '.'"]),
+    ("name like an option", changed(name="-x"), ["name: '-x'"]),
+    ("description not text", changed(description=0), ["description: expected a string"]),
+    (
+        "epochs beyond the range",
+        changed(budget={"epochs": 2_000_000}),
+        ["budget.epochs: must be in [1, 1000000], got 2000000"],
+    ),
+    (
+        "epochs set twice",
+        changed(config={"epochs": 3}, budget={"epochs": 1}),
+        ["config.epochs: 3 conflicts with budget.epochs (1)"],
+    ),
+    (
+        "threads searched",
+        changed(space=space(threads={"choices": [1, 2]})),
+        ["space.threads: cannot be searched"],
+    ),
+    (
+        "heads inside a range that do not divide",
+        changed(
+            config={"pooling": "attention", "hidden_dim": 16},
+            space=space(attention_heads={"low": 1, "high": 16}),
+        ),
+        ['space: a trial can draw {"attention_heads": 3}', "3 must divide", "16"],
+    ),
+    (
+        "heads conditional on a searched pooling",
+        changed(
+            config={"hidden_dim": 16},
+            space={
+                "pooling": {"choices": ["max", "attention"]},
+                "attention_heads": {"choices": [2, 3], "when": {"pooling": "attention"}},
+            },
+        ),
+        ['{"pooling": "attention", "attention_heads": 3}', "must divide"],
+    ),
+    (
+        "heads against a searched hidden size",
+        changed(
+            config={"pooling": "attention"},
+            space={
+                "hidden_dim": {"low": 12, "high": 36, "step": 12},
+                "attention_heads": {"choices": [1, 2, 8]},
+            },
+        ),
+        ['{"hidden_dim": 12, "attention_heads": 8}', "must divide"],
+    ),
+    (
+        "grid with enqueue",
+        changed(
+            sampler={"name": "grid"},
+            space={"num_layers": {"choices": [1, 2]}},
+            enqueue=[{"num_layers": 1}],
+        ),
+        ["enqueue: the grid sampler runs every grid point once"],
+    ),
+    (
+        "tpe candidates zero",
+        changed(sampler={"name": "tpe", "options": {"n_ei_candidates": 0}}),
+        ["sampler.options.n_ei_candidates: must be a finite number >= 1, got 0"],
+    ),
+    (
+        "tpe prior weight negative",
+        changed(sampler={"name": "tpe", "options": {"prior_weight": -1.0}}),
+        ["sampler.options.prior_weight: must be a finite number >= 0"],
+    ),
+    (
+        "startup trials negative",
+        changed(sampler={"name": "gp", "options": {"n_startup_trials": -1}}),
+        ["sampler.options.n_startup_trials: must be a finite number >= 0, got -1"],
+    ),
+    (
+        "options for a sampler that takes none",
+        changed(sampler={"name": "random", "options": {"foo": 1}}),
+        ["sampler.options.foo: RandomSampler takes no options here"],
+    ),
 ]
 
 

@@ -254,9 +254,55 @@ def test_a_forced_resume_optuna_cannot_run_is_refused(tmp_path: Path) -> None:
     assert str(exc.value) == (
         'study \'pooled\': space.pooling: its trials used one of ["max", "mean"], the file '
         'now says one of ["max", "mean", "last"]; Optuna cannot change a parameter\'s '
-        "choices or kind within a study. Use another study name, or keep space.pooling as it was"
+        "choices, kind or log scale within a study. Use another study name, or keep "
+        "space.pooling as it was"
     )
     # A changed range is not such a change: the forced resume goes ahead.
     resumed = open_study(_pooled(["max", "mean"], lr_high=3.0e-2), url, heartbeat=False, force=True)
     resumed.optimize(lambda t: len(_pooled(["max", "mean"], 3.0e-2).suggest(t)), n_trials=1)
     assert len(resumed.trials) == 3
+
+
+def _ranged(log: bool, enqueue: list[dict[str, Any]] | None = None) -> Any:
+    return parse_study(
+        {
+            "name": "ranged",
+            "space": {"lr": {"low": 1.0e-4, "high": 1.0e-2, "log": log}},
+            "sampler": {"name": "random", "seed": 0},
+            "budget": {"trials": 2},
+            "enqueue": enqueue or [],
+        },
+        source="test",
+    )
+
+
+def test_a_forced_resume_names_a_changed_log_scale(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    open_study(_ranged(True), url, heartbeat=False).optimize(
+        lambda t: _ranged(True).suggest(t)["lr"], n_trials=1
+    )
+    with pytest.raises(StudyError) as exc:
+        open_study(_ranged(False), url, heartbeat=False, force=True)
+    assert "its trials used float in [0.0001, 0.01], log, the file now says float in " in str(
+        exc.value
+    )
+    assert str(exc.value).endswith(
+        "cannot change a parameter's choices, kind or log scale "
+        "within a study. Use another study name, or keep space.lr as it was"
+    )
+
+
+def test_a_forced_resume_queues_the_points_the_file_adds(tmp_path: Path) -> None:
+    # They used to be stored in the spec but never run: points were queued only at creation.
+    url = f"sqlite:///{tmp_path}/e.db"
+    first = open_study(_ranged(True, [{"lr": 1.0e-3}]), url, heartbeat=False)
+    first.optimize(lambda t: _ranged(True).suggest(t)["lr"], n_trials=2)
+    points = [{"lr": 1.0e-3}, {"lr": 5.0e-3}]
+    resumed = open_study(_ranged(True, points), url, heartbeat=False, force=True)
+    resumed.optimize(lambda t: _ranged(True).suggest(t)["lr"], n_trials=1)
+    assert resumed.trials[0].params["lr"] == 1.0e-3
+    assert resumed.trials[2].params["lr"] == 5.0e-3  # the added one, not a random draw
+    assert resumed.trials[2].user_attrs["enqueued"] is True
+    # Resuming again with the same file queues nothing more.
+    again = open_study(_ranged(True, points), url, heartbeat=False, force=True)
+    assert not again.get_trials(states=[TrialState.WAITING])
