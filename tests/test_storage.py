@@ -475,6 +475,8 @@ READER = """
     import contextlib, os, sqlite3, sys, time, optuna
     path, url, stop = sys.argv[1:]
     while True:  # wait for a worker to create the schema, like a dashboard started early
+        if os.path.exists(stop):  # the workers failed (the test reports it): no polling on
+            sys.exit(0)
         try:
             with contextlib.closing(sqlite3.connect(path)) as con:
                 if con.execute("SELECT count(*) FROM studies").fetchone()[0]:
@@ -516,9 +518,11 @@ def test_sqlite_concurrent_workers_and_reader_exact_budget(tmp_path: Path) -> No
     path, stop, budget = tmp_path / "c.db", tmp_path / "stop", 120
     url = f"sqlite:///{path}"
     reader = _run(READER, str(path), url, str(stop))
-    workers = [_run(WORKER, url, str(budget)) for _ in range(4)]
-    counts = [int(_finish(w)) for w in workers]
-    stop.touch()
+    try:
+        workers = [_run(WORKER, url, str(budget)) for _ in range(4)]
+        counts = [int(_finish(w)) for w in workers]
+    finally:  # a failed worker must not leave the reader polling for ever
+        stop.touch()
     reads = int(_finish(reader))
     assert sum(counts) == budget and reads > 0
     study = optuna.load_study(study_name="c", storage=url)
