@@ -50,9 +50,15 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve optuna-dashboard on ``url``'s database until interrupted."""
     storage = _open(url)
     try:  # before the banner: a host that does not resolve is a usage error
-        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, *_, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
         raise UsageError(f"--host {host}: cannot resolve it: {exc.strerror}") from None
+    try:  # and an address it cannot listen on (a port in use): not after "Listening on"
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+            probe.bind(address)
+    except OSError as exc:
+        raise _cannot_listen(host, port, exc) from None
     print(
         f"optuna-dashboard for {storage_mod.mask_url(url)} at {browse_url(host, port)} "
         "(Ctrl-C to stop)",
@@ -61,11 +67,20 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     try:
         optuna_dashboard.run_server(storage, host=host, port=port)
     except OSError as exc:
-        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            raise UsageError(
-                f"--host {host} --port {port}: cannot listen: {exc.strerror}; "
-                "choose another --port (or --host)"
-            ) from None
+        if exc.errno in _LISTEN_ERRORS:
+            raise _cannot_listen(host, port, exc) from None
         raise
     except KeyboardInterrupt:
         pass
+
+
+_LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> Exception:
+    if exc.errno not in _LISTEN_ERRORS:
+        return exc
+    return UsageError(
+        f"--host {host} --port {port}: cannot listen: {exc.strerror}; "
+        "choose another --port (or --host)"
+    )

@@ -196,6 +196,21 @@ def test_a_host_that_does_not_resolve_is_one_line_before_the_banner(
     assert capsys.readouterr().out == ""
 
 
+def test_a_port_in_use_is_one_line_before_the_banner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to print the banner and "Listening on ..." first, then the error.
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    optuna.create_study(storage=url, study_name="d")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError, match=rf"^--host 127\.0\.0\.1 --port {port}: cannot listen"):
+            dashboard.serve(url, host="127.0.0.1", port=port)
+    assert capsys.readouterr().out == ""
+
+
 def test_a_port_out_of_range_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["dashboard", "--port", "99999"])
     assert result.exit_code == 2
