@@ -58,7 +58,9 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
             probe.bind(address)
     except OSError as exc:
-        raise _cannot_listen(host, port, exc) from None
+        if exc.errno in _LISTEN_ERRORS:
+            raise _cannot_listen(host, port, exc) from None
+        raise
     print(
         f"optuna-dashboard for {storage_mod.mask_url(url)} at {browse_url(host, port)} "
         "(Ctrl-C to stop)",
@@ -77,9 +79,7 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
 _LISTEN_ERRORS = (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL)
 
 
-def _cannot_listen(host: str, port: int, exc: OSError) -> Exception:
-    if exc.errno not in _LISTEN_ERRORS:
-        return exc
+def _cannot_listen(host: str, port: int, exc: OSError) -> UsageError:
     return UsageError(
         f"--host {host} --port {port}: cannot listen: {exc.strerror}; "
         "choose another --port (or --host)"

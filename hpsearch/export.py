@@ -57,9 +57,10 @@ def database_exists(url: str) -> bool:
     path = Path(database).expanduser()
     if path.exists() and not path.is_file():
         return True  # a directory: reported when opened
-    storage_mod.check_not_foreign(path, url)
-    tables = storage_mod.sqlite_tables(path)
-    return (tables is None and path.is_file() and path.stat().st_size > 0) or bool(tables)
+    tables = storage_mod.check_not_foreign(path, url)
+    # No tables (an empty file too): Optuna would create them. None: absent, or not SQLite at
+    # all (which opening it reports).
+    return path.is_file() if tables is None else bool(tables)
 
 
 def load_study_for_reading(study_name: str, url: str) -> optuna.Study:

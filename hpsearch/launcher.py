@@ -135,9 +135,7 @@ def _pump(
 
 def stop_workers(launch: Launch, *, grace: float = 15.0) -> None:
     """Ask every worker to stop (SIGINT: the running trial is marked FAIL), then insist."""
-    for proc in launch.processes:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+    _send(launch, signal.SIGINT)
     end = time.time() + grace
     for proc in launch.processes:
         try:
@@ -145,6 +143,14 @@ def stop_workers(launch: Launch, *, grace: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _send(launch: Launch, signum: int) -> None:
+    """Send ``signum`` to every worker still running."""
+    for proc in launch.processes:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):  # it exited a moment ago
+                proc.send_signal(signum)
 
 
 def fail_orphans(study: optuna.Study, workers: list[str]) -> int:
@@ -272,16 +278,12 @@ def run_study(
         interrupted.set()
         first_signal.append(time.monotonic())
         if launched and len(first_signal) == 1:  # now, even if the main loop is stuck
-            for proc in launched[0].processes:
-                with contextlib.suppress(OSError):
-                    proc.send_signal(signal.SIGINT)
+            _send(launched[0], signal.SIGINT)
         elif launched and first_signal[-1] - first_signal[0] > FORCE_AFTER:
             # Signalled again, long after the first: the orderly stop is stuck, waiting on a
             # database that does not answer. Kill the workers and leave now; their running
             # trials are failed by the next worker's heartbeat check.
-            for proc in launched[0].processes:
-                with contextlib.suppress(OSError):
-                    proc.kill()
+            _send(launched[0], signal.SIGKILL)
             console.print("stop did not finish (is the database answering?): workers killed")
             os._exit(130)
 

@@ -130,7 +130,7 @@ def check_inputs(spec: StudySpec) -> None:
     in this process, so a worker's trials do not load them again.
     """
     from hpsearch.config import TrainConfig
-    from hpsearch.space import combinations, show
+    from hpsearch.space import COMBINATIONS_LIMIT, combinations, show
     from hpsearch.train import resolve_device
 
     where = spec.path or spec.name
@@ -154,7 +154,7 @@ def check_inputs(spec: StudySpec) -> None:
 
     dims = {name: vectors_dim(name) for name in names}  # loads each: EmbeddingsError if broken
     fixed_dim = spec.config.get("embedding_dim", TrainConfig.embedding_dim)
-    points = combinations(spec.space, ("embeddings", "embedding_dim"), 10_000) or [{}]
+    points = combinations(spec.space, ("embeddings", "embedding_dim"), COMBINATIONS_LIMIT) or [{}]
     for point in points:
         name = point.get("embeddings", spec.config.get("embeddings"))
         dim = point.get("embedding_dim", fixed_dim)

@@ -24,6 +24,9 @@ from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError, did_you_mean
 
 _PARAM_KEYS = ("low", "high", "log", "step", "choices", "when")
+# Load-time checks list at most this many combinations of searched values (~30 us each);
+# a space with more leaves its rare conflicting combinations to fail as trials.
+COMBINATIONS_LIMIT = 10_000
 
 
 # --- field-level checks ---------------------------------------------------------------------------

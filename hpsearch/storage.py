@@ -360,12 +360,13 @@ def sqlite_tables(path: Path) -> dict[str, set[str]] | None:
         return None
 
 
-def check_not_foreign(path: Path, url: str) -> None:
+def check_not_foreign(path: Path, url: str) -> dict[str, set[str]] | None:
     """Refuse a SQLite database another program made: Optuna would write its tables into it
-    (or fail on one of the same name, such as ``studies``, with a traceback)."""
-    tables = sqlite_tables(path) or {}
-    other = sorted(name for name in tables if name not in _OPTUNA_TABLES)
-    if "studies" in tables and "study_id" not in tables["studies"]:
+    (or fail on one of the same name, such as ``studies``, with a traceback). Returns
+    ``sqlite_tables(path)``."""
+    tables = sqlite_tables(path)
+    other = sorted(name for name in tables or {} if name not in _OPTUNA_TABLES)
+    if tables and "studies" in tables and "study_id" not in tables["studies"]:
         other = sorted({*other, "studies"})
     if other:
         shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
@@ -373,6 +374,7 @@ def check_not_foreign(path: Path, url: str) -> None:
             f"{mask_url(url)}: a SQLite database of another program (tables not Optuna's: "
             f"{shown}); give hpsearch's study database, or a new file"
         )
+    return tables
 
 
 def _enable_wal(path: Path, url: str) -> None:

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from hpsearch.errors import ConfigError, StudyError, did_you_mean
 from hpsearch.pruning import DEFAULT_PRUNER, PRUNERS, build_pruner, parse_pruner
 from hpsearch.sampling import DEFAULT_SAMPLER, SAMPLERS, build_sampler, parse_sampler
 from hpsearch.space import (
+    COMBINATIONS_LIMIT,
     ParamSpec,  # also re-exported: `from hpsearch.studyfile import ParamSpec` predates space.py
     as_int,
     as_mapping,
@@ -305,13 +306,10 @@ def _check_grid(src: str, spec: StudySpec) -> None:
     grid = spec.grid()
     if math.prod(len(v) for v in grid.values()) > _GRID_CHECK_LIMIT:
         return
-    for values in itertools.product(*grid.values()):
-        point = dict(zip(grid, values, strict=True))
-        try:
-            cfg.from_mapping({**spec.config, **point, "epochs": spec.epochs}, source=src)
-        except ConfigError as exc:
-            problem = str(exc).removeprefix(f"{src}: ")
-            fail(src, "space", f"grid point {show(point)} is invalid: {problem}")
+    points = (dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values()))
+    if invalid := _first_invalid(src, spec, points):
+        point, problem = invalid
+        fail(src, "space", f"grid point {show(point)} is invalid: {problem}")
 
 
 def _check_combinations(src: str, spec: StudySpec) -> None:
@@ -320,18 +318,28 @@ def _check_combinations(src: str, spec: StudySpec) -> None:
     cannot see. Too many combinations to list: left to the trials, which then fail alone."""
     if not any(name in spec.space for name in cfg.CROSS_FIELDS):
         return
-    points = combinations(spec.space, cfg.CROSS_FIELDS, _GRID_CHECK_LIMIT) or []
+    points = combinations(spec.space, cfg.CROSS_FIELDS, COMBINATIONS_LIMIT) or []
+    if invalid := _first_invalid(src, spec, points):
+        point, problem = invalid
+        fail(
+            src,
+            "space",
+            f"a trial can draw {show(point)}, which is invalid: {problem}; narrow the "
+            "values, or add a when: condition",
+        )
+
+
+def _first_invalid(
+    src: str, spec: StudySpec, points: Iterable[dict[str, Any]]
+) -> tuple[dict[str, Any], str] | None:
+    """The first of ``points`` (searched values) that makes an invalid config with the
+    study's fixed one, and why; None if every one is valid."""
     for point in points:
         try:
             cfg.from_mapping({**spec.config, **point, "epochs": spec.epochs}, source=src)
         except ConfigError as exc:
-            problem = str(exc).removeprefix(f"{src}: ")
-            fail(
-                src,
-                "space",
-                f"a trial can draw {show(point)}, which is invalid: {problem}; narrow the "
-                "values, or add a when: condition",
-            )
+            return point, str(exc).removeprefix(f"{src}: ")
+    return None
 
 
 # --- finding files ----------------------------------------------------------------------------

@@ -228,10 +228,8 @@ def _describe(distribution: optuna.distributions.BaseDistribution) -> str:
     assert isinstance(distribution, IntDistribution | FloatDistribution), distribution
     kind = "int" if isinstance(distribution, IntDistribution) else "float"
     step = distribution.step
-    default_step = isinstance(distribution, IntDistribution) and step == 1
-    extra = (
-        ", log" if distribution.log else "" if step is None or default_step else f", step {step}"
-    )
+    plain = step is None or (kind == "int" and step == 1)  # ParamSpec shows no default step
+    extra = ", log" if distribution.log else "" if plain else f", step {step}"
     return f"{kind} in [{distribution.low}, {distribution.high}]{extra}"
 
 
