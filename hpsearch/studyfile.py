@@ -23,7 +23,6 @@ from typing import Any
 
 import optuna
 
-import hpsearch
 from hpsearch import config as cfg
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError, StudyError, did_you_mean
@@ -57,6 +56,8 @@ __all__ = [  # sampler and pruner tables live in hpsearch.sampling and hpsearch.
 ]
 
 STUDIES_DIR_ENV = "HPSEARCH_STUDIES_DIR"
+# Package data, so an installed hpsearch runs `--study regularization` from any directory.
+SHIPPED_STUDIES = Path(__file__).resolve().parent / "studies"
 DEFAULT_TRIALS = 20
 _TOP_KEYS = ("name", "description", "config", "space", "sampler", "pruner", "budget", "enqueue")
 # Not starting with '.' or '-': a name is also a directory (reports/<name>) and an argument.
@@ -346,7 +347,7 @@ def _first_invalid(
 
 
 def find_studies_dir(studies_dir: Path | None = None) -> Path:
-    """The argument, then $HPSEARCH_STUDIES_DIR, then ./studies, then the repo's studies/."""
+    """The argument, then $HPSEARCH_STUDIES_DIR, then ./studies, then the shipped studies."""
     from_env = os.environ.get(STUDIES_DIR_ENV)
     for given in (studies_dir, from_env):
         if given:
@@ -357,7 +358,7 @@ def find_studies_dir(studies_dir: Path | None = None) -> Path:
             return Path(given)
     if Path("studies").is_dir():
         return Path("studies")
-    return Path(hpsearch.__file__).resolve().parents[1] / "studies"
+    return SHIPPED_STUDIES
 
 
 def list_study_files(studies_dir: Path | None = None) -> list[Path]:

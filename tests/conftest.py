@@ -14,19 +14,43 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TREC = REPO.parent / "shared" / "data" / "trec"
+# The one variable that points the tests at the TREC files (never committed to the repo).
+TEST_DATA_ENV = "HPSEARCH_TEST_DATA_DIR"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def _missing(message: str) -> None:
+    """Skip locally; in CI the data are provided, so their absence is a failure."""
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def trec_dir() -> Path:
-    """The real TREC files: $HPSEARCH_TEST_DATA_DIR, ../shared/data/trec, or a download."""
-    env = os.environ.get("HPSEARCH_TEST_DATA_DIR")
-    if env:
-        return Path(env)
-    if (SHARED_TREC / "train_5500.label").exists():
-        return SHARED_TREC
-    from hpsearch.data import ensure_data
+    """The real TREC files: $HPSEARCH_TEST_DATA_DIR, ../shared/data/trec, or the user's copy.
 
-    return ensure_data(None)
+    Nothing is downloaded: the test machines are offline, and a test that needs the files
+    says which variable to set instead of erroring.
+    """
+    from hpsearch.data import TRAIN_FILE, ensure_data
+    from hpsearch.errors import DataError
+
+    env = os.environ.get(TEST_DATA_ENV)
+    candidates = [Path(env)] if env else [SHARED_TREC, None]
+    for candidate in candidates:
+        if candidate is not None and not (candidate / TRAIN_FILE).is_file():
+            continue
+        try:
+            return ensure_data(candidate, download=False)
+        except DataError:
+            continue
+    where = f"{TEST_DATA_ENV}={env}" if env else f"{SHARED_TREC} or the hpsearch data directory"
+    _missing(f"TREC files not found in {where}; set {TEST_DATA_ENV} to a directory holding them")
+    raise AssertionError("unreachable")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -41,9 +65,7 @@ def _server_url(env_name: str, default: str, host: str, port: int, what: str) ->
     url = os.environ.get(env_name, default)
     if not _reachable(host, port):
         message = f"{what} is not reachable on {host}:{port}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}; CI must run the {what} tests", pytrace=False)
-        pytest.skip(message)
+        _missing(f"{message}; CI must run the {what} tests" if in_ci() else message)
     return url
 
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner, Result
@@ -216,5 +215,5 @@ def test_export_then_train_reproduces_the_best_trial(cli: CliRunner) -> None:
 
 def test_click_exceptions_keep_their_exit_status(cli: CliRunner) -> None:
     result = _invoke(cli, "run", "--study", "x", "--workers", "many")
-    assert result.exit_code == click.UsageError.exit_code == 2
+    assert result.exit_code == 2  # a usage error, as click/typer report one
     assert "--workers" in result.output

