@@ -26,9 +26,9 @@ from typing import Any
 import torch
 
 from hpsearch.config import TrainConfig
-from hpsearch.data import load_dataset
-from hpsearch.model import load_checkpoint, save_checkpoint
-from hpsearch.train import evaluate, train
+from hpsearch.training import load_checkpoint, save_checkpoint
+from hpsearch.training._data import load_dataset
+from hpsearch.training._train import evaluate, train
 
 GLOVE: dict[str, Any] = {"embeddings": "glove-6b-50d", "embedding_dim": 50}
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = TrainConfig(**GLOVE, device="cpu")
     if args.save_glove_matrix is not None:
-        from hpsearch.embeddings import build_embedding_matrix
+        from hpsearch.training._embeddings import build_embedding_matrix
 
         dataset = load_dataset(base, args.data_dir)
         matrix, found = build_embedding_matrix(dataset.vocab, base)
@@ -97,7 +97,7 @@ def check(label: str, cfg: TrainConfig, args: argparse.Namespace, path: Path) ->
         if args.glove_matrix is not None:
             embeddings = torch.load(args.glove_matrix, weights_only=True)["matrix"]
         else:
-            from hpsearch.embeddings import build_embedding_matrix
+            from hpsearch.training._embeddings import build_embedding_matrix
 
             embeddings, _ = build_embedding_matrix(dataset.vocab, cfg)
     started = time.perf_counter()

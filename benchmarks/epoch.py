@@ -35,9 +35,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from hpsearch.config import TrainConfig, from_mapping
-from hpsearch.data import CLASSES, PAD, Dataset, Split, load_dataset
-from hpsearch.model import RNNClassifier
-from hpsearch.train import EpochStats, train
+from hpsearch.training._data import CLASSES, PAD, Dataset, Split, load_dataset
+from hpsearch.training._model import RNNClassifier
+from hpsearch.training._train import EpochStats, train
 
 CONFIGS: dict[str, dict[str, object]] = {
     "default": {},  # the report's section 1.3 configuration
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--torch-rnn",
         action="store_true",
-        help="hpsearch with nn.RNN instead of its CPU tanh RNN (hpsearch.rnn), to measure it",
+        help="hpsearch with nn.RNN instead of its CPU tanh RNN (training._rnn), to measure it",
     )
     args = parser.parse_args(argv)
     if args.torch_rnn:
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.embeddings is not None and args.glove_matrix is not None:
         embeddings = torch.load(args.glove_matrix, weights_only=True)["matrix"]
     elif cfg.embeddings is not None:
-        from hpsearch.embeddings import build_embedding_matrix
+        from hpsearch.training._embeddings import build_embedding_matrix
 
         embeddings, _ = build_embedding_matrix(dataset.vocab, cfg)
     print(

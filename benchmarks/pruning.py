@@ -14,7 +14,7 @@ Optuna with hpsearch's own ``Objective`` and study-file code (in-memory storage:
 is measured by storage_overhead.py), one torch thread per run, ``--jobs`` runs at a time.
 The results do not depend on the machine's load: training and sampling are seeded.
 
-An arm is ``default`` (hpsearch.pruning.DEFAULT_PRUNER, as a study file without ``pruner:``
+An arm is ``default`` (hpsearch.study._pruners.DEFAULT_PRUNER, as a study file without ``pruner:``
 gets it), a pruner name (``none``, ``median``, ``successive_halving``, ``hyperband``, ...) or
 a name with options: ``median:n_warmup_steps=3,n_startup_trials=5``.
 
@@ -73,7 +73,7 @@ def parse_arm(arm: str) -> dict[str, Any] | None:
 
 
 def make_spec(study: str, arm: str, seed: int, epochs: int, keep_enqueue: bool) -> Any:
-    from hpsearch import studyfile
+    from hpsearch.study import _file as studyfile
 
     data = studyfile.load_study(study).to_dict()
     data["sampler"]["seed"] = seed
@@ -99,7 +99,7 @@ def run_arm(
     max_trials: int,
 ) -> ArmRun:
     """Run trials of one arm until ``budget`` epochs are trained; runs in a pool process."""
-    from hpsearch.objective import Objective
+    from hpsearch.search._objective import Objective
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = make_spec(study, arm, seed, epochs, keep_enqueue)

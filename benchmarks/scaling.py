@@ -10,10 +10,6 @@ every run trains the same configurations, whatever N is), a few epochs, no prune
 interleaved (1, 2, 4, then 2, 4, 1, ...) so that a change in the load of the shared machine
 hits every N alike.
 
-``--start forkserver subprocess`` runs every N both ways (``HPSEARCH_WORKER_START``): workers
-forked from a fork server that imported torch once (the default) or started as fresh
-interpreters, interleaved in one run so that the two are compared under the same load.
-
 Two rates are printed per N: end to end (launch to exit, as a user sees it: it includes
 starting N Python processes that each import torch) and steady state (trials finished between
 the first trial's start and the last trial's end), with their ratios to the first N given.
@@ -53,7 +49,6 @@ enqueue: {enqueue}
 
 @dataclass(frozen=True)
 class Run:
-    start: str  # HPSEARCH_WORKER_START
     workers: int
     wall: float  # launch to exit, seconds
     startup: float  # launch to the first trial's start
@@ -96,16 +91,16 @@ def write_study(directory: Path, trials: int, epochs: int, low: int, high: int) 
 
 
 def become_subreaper() -> None:
-    """Adopt orphaned descendants (Linux), so that their CPU time is counted here: forked
-    workers are children of the launcher's fork server, which outlives the launcher by a
-    moment and would otherwise be reaped by init, with the workers' CPU time."""
+    """Adopt orphaned descendants (Linux), so that their CPU time is counted here: a worker
+    that outlives the launcher by a moment would otherwise be reaped by init, with its CPU
+    time."""
     PR_SET_CHILD_SUBREAPER = 36
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def reap_orphans() -> None:
-    """Wait for every adopted descendant (the fork server, the resource tracker) to exit."""
+    """Wait for every adopted descendant to exit."""
     while True:
         try:
             os.waitpid(-1, 0)
@@ -114,7 +109,6 @@ def reap_orphans() -> None:
 
 
 def run_once(
-    start: str,
     workers: int,
     study: Path,
     directory: Path,
@@ -133,12 +127,9 @@ def run_once(
     # Every descendant is waited for (by the launcher, or here: become_subreaper), so the
     # workers' CPU time reaches us.
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    env = {**os.environ, "HPSEARCH_WORKER_START": start}
     started = time.perf_counter()
     with open(directory / f"{tag}.log", "wb") as log:
-        code = subprocess.run(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False
-        ).returncode
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     wall = time.perf_counter() - started
     reap_orphans()
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -152,7 +143,6 @@ def run_once(
     first = min(t.datetime_start for t in trials if t.datetime_start)
     last = max(t.datetime_complete for t in trials if t.datetime_complete)
     return Run(
-        start=start,
         workers=workers,
         wall=wall,
         startup=(first - launched).total_seconds(),
@@ -176,13 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prefix", default="", help="run the command under this one, e.g. 'chrt --batch 0'"
     )
-    parser.add_argument(
-        "--start",
-        nargs="+",
-        default=["forkserver"],
-        choices=["forkserver", "subprocess"],
-        help="how workers are started (HPSEARCH_WORKER_START); several: each N both ways",
-    )
     args = parser.parse_args(argv)
     become_subreaper()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -195,18 +178,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.trials} trials x {args.epochs} epochs, hidden {args.hidden}; load {loadavg()}"
         )
         runs: list[Run] = []
-        arms = [(start, n) for n in args.workers for start in args.start]
+        arms = list(args.workers)
         for rep in range(args.repeats):
             # Rotate the order each repeat: no arm always runs first (or right after another).
             shift = rep % len(arms)
-            for start, n in arms[shift:] + arms[:shift]:
-                tag = f"{start}-w{n}-r{rep}"
-                run = run_once(
-                    start, n, study, directory, args.data_dir, tag, shlex.split(args.prefix)
-                )
+            for n in arms[shift:] + arms[:shift]:
+                tag = f"w{n}-r{rep}"
+                run = run_once(n, study, directory, args.data_dir, tag, shlex.split(args.prefix))
                 runs.append(run)
                 print(
-                    f"  repeat {rep} {start} workers {n}: {run.wall:6.1f} s wall, "
+                    f"  repeat {rep} workers {n}: {run.wall:6.1f} s wall, "
                     f"{run.per_hour:6.0f} trials/h end to end, {run.steady_per_hour:6.0f} steady "
                     f"(startup {run.startup:.1f} s, trial {run.trial_seconds:.2f} s, "
                     f"CPU {run.cpu:.1f} s), "
@@ -215,32 +196,31 @@ def main(argv: list[str] | None = None) -> int:
                 )
 
     base_n = args.workers[0]
-    print(f"\nmedians over {args.repeats} repeats (ratios vs {base_n} worker(s) started the same")
-    print(f"way; 'vs prev' against the N before it); load {loadavg()}")
+    print(f"\nmedians over {args.repeats} repeats (ratios vs {base_n} worker(s); 'vs prev'")
+    print(f"against the N before it); load {loadavg()}")
     print(
-        "start       workers  trials/h  ratio  vs prev  steady trials/h  ratio  vs prev  "
+        "workers  trials/h  ratio  vs prev  steady trials/h  ratio  vs prev  "
         + "startup s  trial s  CPU s"
     )
-    for start in args.start:
-        medians = {}
-        for n in args.workers:
-            mine = [r for r in runs if r.workers == n and r.start == start]
-            medians[n] = (
-                statistics.median(r.per_hour for r in mine),
-                statistics.median(r.steady_per_hour for r in mine),
-                statistics.median(r.startup for r in mine),
-                statistics.median(r.trial_seconds for r in mine),
-                statistics.median(r.cpu for r in mine),
-            )
-        base = medians[base_n]
-        prev = base
-        for n, (e2e, steady, startup, trial, cpu) in medians.items():
-            print(
-                f"{start:<10}  {n:>7}  {e2e:8.0f}  {e2e / base[0]:5.2f}  {e2e / prev[0]:7.2f}  "
-                f"{steady:15.0f}  {steady / base[1]:5.2f}  {steady / prev[1]:7.2f}  "
-                f"{startup:9.1f}  {trial:7.2f}  {cpu:5.1f}"
-            )
-            prev = medians[n]
+    medians = {}
+    for n in args.workers:
+        mine = [r for r in runs if r.workers == n]
+        medians[n] = (
+            statistics.median(r.per_hour for r in mine),
+            statistics.median(r.steady_per_hour for r in mine),
+            statistics.median(r.startup for r in mine),
+            statistics.median(r.trial_seconds for r in mine),
+            statistics.median(r.cpu for r in mine),
+        )
+    base = medians[base_n]
+    prev = base
+    for n, (e2e, steady, startup, trial, cpu) in medians.items():
+        print(
+            f"{n:>7}  {e2e:8.0f}  {e2e / base[0]:5.2f}  {e2e / prev[0]:7.2f}  "
+            f"{steady:15.0f}  {steady / base[1]:5.2f}  {steady / prev[1]:7.2f}  "
+            f"{startup:9.1f}  {trial:7.2f}  {cpu:5.1f}"
+        )
+        prev = medians[n]
     return 0
 
 

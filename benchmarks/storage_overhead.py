@@ -45,8 +45,9 @@ from typing import Any
 import optuna
 
 from hpsearch import storage as storage_mod
-from hpsearch import studyfile, workers
-from hpsearch.train import EpochStats
+from hpsearch.search import _worker as workers
+from hpsearch.study import _file as studyfile
+from hpsearch.training._train import EpochStats
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # Commits return before the server's WAL reaches the disk: a server crash may lose the last
@@ -153,7 +154,7 @@ def fake_training(
 def measure_epoch_seconds(spec: studyfile.StudySpec, data_dir: Path | None) -> float:
     """Wall seconds of the second of two real epochs of the study's fixed config."""
     from hpsearch.config import from_mapping
-    from hpsearch.train import train_from_config
+    from hpsearch.training._train import train_from_config
 
     cfg = from_mapping({**spec.config, "epochs": 2, "threads": 1}, source="epoch timing")
     result, _ = train_from_config(cfg, data_dir)
@@ -225,11 +226,11 @@ def run_backend(
         storage_mod.fail_trials_without_heartbeat, "fail_trials_without_heartbeat", timings
     )
     with (
-        patched("hpsearch.workers", "count_trials", count_trials),
+        patched("hpsearch.search._worker", "count_trials", count_trials),
         patched("hpsearch.storage", "fail_trials_without_heartbeat", orphans),
-        patched("hpsearch.workers", "open_study", open_study),
+        patched("hpsearch.search._worker", "open_study", open_study),
         patched("hpsearch.storage", "budget_lock", budget_lock),
-        patched("hpsearch.objective", "train_from_config", fake),
+        patched("hpsearch.search._objective", "train_from_config", fake),
     ):
         started = time.perf_counter()
         summary = workers.work(spec, url, worker=f"bench-{label}", threads=1)

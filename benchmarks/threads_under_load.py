@@ -24,8 +24,8 @@ from pathlib import Path
 
 CHILD = """
 from hpsearch.config import from_mapping
-from hpsearch.data import load_dataset
-from hpsearch.train import train
+from hpsearch.training._data import load_dataset
+from hpsearch.training._train import train
 cfg = from_mapping({{"epochs": {epochs}, "threads": {threads}, "hidden_dim": 100,
                      "embedding_dim": 64}})
 print(*[h.seconds for h in train(cfg, load_dataset(cfg)).history])

@@ -11,20 +11,18 @@ clip 3.41), so ``hpsearch train`` with no arguments is the report's baseline.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
-import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from hpsearch import files
 from hpsearch.errors import ConfigError, did_you_mean
 
 Cell = Literal["rnn", "gru", "lstm"]
@@ -238,166 +236,31 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not raw.strip():
         return key, None
     try:
-        return key, yaml_load(raw)
+        return key, files.yaml_load(raw)
     except yaml.YAMLError as exc:
-        problem = _yaml_problem(exc)
+        problem = files.yaml_problem(exc)
         raise ConfigError(
             f"--set {text!r}: the value is not valid YAML ({problem}); "
             f"quote a string: --set '{key}=\"...\"'"
         ) from None
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """A YAML error's reason on one line (a reader error has no ``problem``, only lines)."""
-    return getattr(exc, "problem", None) or str(exc).splitlines()[0]
-
-
-_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2's plain scalars and no repeated keys.
-
-    PyYAML follows YAML 1.1, where ``yes``/``no``/``on``/``off`` are booleans, ``010`` is
-    octal 8, ``1:30`` is base-60 (90) and ``1e-3`` is a string. Here only true/false are
-    booleans, integers are decimal (``1_000`` too) or 0x/0o, ``1e-3`` is a float, dates stay
-    strings, and a key given twice in one mapping is an error, not the last one winning.
-    """
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                    continue
-                key = self.construct_object(key_node)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping",
-                        node.start_mark,
-                        f"found duplicate key {key!r} (first at line {seen[key] + 1})",
-                        key_node.start_mark,
-                    )
-                seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
-    text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
-    digits = text.lstrip("+-")
-    base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
-    value = int(digits[2:] if base != 10 else digits, base)
-    return -value if text.startswith("-") else value
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(
-    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
-)
-_Loader.add_constructor(_INT, _construct_int)
-_Loader.add_implicit_resolver(
-    _FLOAT,
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def yaml_load(text: str) -> Any:
-    """Parse YAML safely, with YAML 1.2's numbers and booleans (``_Loader``)."""
-    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: no arbitrary objects
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _DuplicateKey(f"duplicate key {key!r} in one object; keep one")
-        seen[key] = value
-    return seen
-
-
-def json_load(text: str) -> Any:
-    """Parse JSON; a key given twice in one object is an error (as in YAML files, ``_Loader``),
-    not the last one silently winning."""
-    return json.loads(text, object_pairs_hook=_unique_keys)
-
-
-def read_mapping(path: Path) -> dict[str, Any]:
-    """Read a YAML or JSON file into a dict; syntax errors name the file and line."""
-    if _is_zip(path):  # torch.save's format: a checkpoint of `train --save`?
-        return _checkpoint_config(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (byte {exc.start}); expected a YAML/JSON config, an "
-            "hpsearch export or a train --save checkpoint"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = json_load(text) if path.suffix == ".json" else yaml_load(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    except _DuplicateKey as exc:
-        raise ConfigError(f"{path}: invalid JSON: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = _yaml_problem(exc)
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def _is_zip(path: Path) -> bool:
-    with contextlib.suppress(OSError), path.open("rb") as handle:
-        return handle.read(4) == b"PK\x03\x04"
-    return False
-
-
-def _checkpoint_config(path: Path) -> dict[str, Any]:
-    """The configuration a ``train --save`` checkpoint was trained with, as ``{"config": ...}``
-    (the shape of an export, which ``load`` reads)."""
-    from hpsearch.model import load_checkpoint  # torch: imported only for a checkpoint
-
-    return {"config": load_checkpoint(path).config.to_dict()}
-
-
-def load(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+def load(
+    path: Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    reader: Callable[[Path], dict[str, Any]] = files.read_mapping,
+) -> TrainConfig:
     """Defaults, then a YAML/JSON file, then ``--set key=value`` overrides.
 
-    The file may be a flat mapping of fields, an ``hpsearch export`` JSON, whose training
-    configuration sits under ``config`` (exported best parameters train as they are), or a
-    ``train --save`` checkpoint, whose recorded configuration is read.
+    The file may be a flat mapping of fields or an ``hpsearch export`` JSON, whose training
+    configuration sits under ``config`` (exported best parameters train as they are).
+    ``reader`` reads the file (the training layer's also reads checkpoints).
     """
     values: dict[str, Any] = {}
     source = "config"
     if path is not None:
-        data = read_mapping(path)
+        data = reader(path)
         source = str(path)
         if not data:  # an empty or truncated file would silently train the defaults
             raise ConfigError(

@@ -36,8 +36,8 @@ def trec_dir() -> Path:
     Nothing is downloaded: the test machines are offline, and a test that needs the files
     says which variable to set instead of erroring.
     """
-    from hpsearch.data import TRAIN_FILE, ensure_data
     from hpsearch.errors import DataError
+    from hpsearch.training._data import TRAIN_FILE, ensure_data
 
     env = os.environ.get(TEST_DATA_ENV)
     candidates = [Path(env)] if env else [SHARED_TREC, None]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hpsearch.config import TrainConfig
-from hpsearch.train import train_from_config
+from hpsearch.training._train import train_from_config
 
 pytestmark = pytest.mark.slow
 

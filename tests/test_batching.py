@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from hpsearch.batching import Batch, TrainBatches, _to_device, eval_batches, make_batch
-from hpsearch.data import PAD, Split
+from hpsearch.training._batching import Batch, TrainBatches, _to_device, eval_batches, make_batch
+from hpsearch.training._data import PAD, Split
 
 
 def tiny_split(n: int = 103, max_len: int = 9, seed: int = 0) -> Split:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hpsearch import studyfile
+from hpsearch.study import _file as studyfile
 
 REPO = Path(__file__).resolve().parents[1]
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
@@ -124,7 +124,7 @@ def test_data_and_studies_are_mounted_where_the_code_looks() -> None:
 
 
 def test_environment_names_are_ones_the_code_reads() -> None:
-    source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "hpsearch").glob("*.py"))
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "hpsearch").rglob("*.py"))
     for name in APP_SERVICES:
         for key in services()[name]["environment"]:
             assert f'"{key}"' in source, f"{name}: nothing in hpsearch/ reads {key}"
@@ -156,7 +156,7 @@ def test_commands_are_real_cli_commands(service: str) -> None:
 def test_default_study_exists() -> None:
     cmd = command("worker")
     name = cmd[cmd.index("--study") + 1]
-    spec = studyfile.load_study(name, REPO / "studies")
+    spec = studyfile.load_study(name, REPO / "hpsearch" / "studies")
     assert spec.name == name
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hpsearch import config
+from hpsearch import config, files
 from hpsearch.errors import ConfigError
 
 
@@ -34,26 +34,26 @@ from hpsearch.errors import ConfigError
     ],
 )
 def test_plain_scalars_read_as_yaml_1_2(text: str, value: Any) -> None:
-    assert config.yaml_load(f"v: {text}") == {"v": value}
+    assert files.yaml_load(f"v: {text}") == {"v": value}
 
 
 def test_a_repeated_key_names_both_lines(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
     path.write_text("space:\n  lr: {low: 1, high: 2}\nname: x\nspace:\n  dropout: {}\n")
     with pytest.raises(ConfigError) as exc:
-        config.read_mapping(path)
+        files.read_mapping(path)
     assert str(exc.value) == (
         f"{path}: invalid YAML at line 4: found duplicate key 'space' (first at line 1)"
     )
     nested = tmp_path / "y.yaml"
     nested.write_text("config: {hidden_dim: 16, hidden_dim: 32}\n")
     with pytest.raises(ConfigError, match="duplicate key 'hidden_dim'"):
-        config.read_mapping(nested)
+        files.read_mapping(nested)
 
 
 def test_merge_keys_still_merge() -> None:
     text = "base: &b {a: 1, b: 2}\nother:\n  <<: *b\n  b: 3\n"
-    assert config.yaml_load(text)["other"] == {"a": 1, "b": 3}
+    assert files.yaml_load(text)["other"] == {"a": 1, "b": 3}
 
 
 @pytest.mark.parametrize("value", ["{", "[1", "'a", "!!python/object:os.system"])
@@ -93,23 +93,25 @@ def test_the_range_bounds_themselves_are_allowed() -> None:
 def test_a_checkpoint_reads_as_the_config_it_was_trained_with(tmp_path: Path) -> None:
     import torch
 
-    from hpsearch.data import Vocab
-    from hpsearch.model import RNNClassifier, save_checkpoint
+    from hpsearch.training import RNNClassifier, load_config, save_checkpoint
+    from hpsearch.training._data import Vocab
 
     cfg = config.load(overrides=["hidden_dim=12", "embedding_dim=8", "lr=0.002"])
     vocab = Vocab(itos=["<pad>", "<unk>", "what"], stoi={"<pad>": 0, "<unk>": 1, "what": 2})
     torch.manual_seed(0)
     path = tmp_path / "model.pt"
     save_checkpoint(path, RNNClassifier(cfg, len(vocab.itos), 6), cfg, vocab)
-    assert config.load(path) == cfg
-    assert config.load(path, ["epochs=2"]).epochs == 2
+    assert load_config(path) == cfg
+    assert load_config(path, ["epochs=2"]).epochs == 2
     junk = tmp_path / "junk.bin"
     junk.write_bytes(bytes([0, 255, 254]) + b" binary")
     with pytest.raises(ConfigError, match=r"junk.bin: not UTF-8 text \(byte 1\); expected"):
-        config.load(junk)
+        load_config(junk)
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
+    from hpsearch.training import load_config
+
     fake = tmp_path / "fake.pt"
     fake.write_bytes(b"PK\x03\x04junk")  # a zip's signature, not a checkpoint
     control = tmp_path / "control.yaml"
@@ -119,7 +121,7 @@ def test_unreadable_files_are_one_line_errors(tmp_path: Path) -> None:
         (control, f"{control}: invalid YAML: unacceptable character #x0001"),
     ):
         with pytest.raises(ConfigError) as exc:
-            config.load(path)
+            load_config(path)
         assert str(exc.value).startswith(start) and "\n" not in str(exc.value)
 
 

@@ -17,7 +17,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
-from hpsearch import dashboard, storage
+from hpsearch import storage
+from hpsearch.cli import _dashboard as dashboard
 from hpsearch.cli import app
 from hpsearch.errors import StorageError, UsageError
 
@@ -50,8 +51,12 @@ def until_told(study, trial):
 study.optimize(objective, n_trials=MAX_TRIALS, callbacks=[until_told])
 """
 
-SERVER = (
-    "import sys; from hpsearch.dashboard import serve; serve(sys.argv[1], port=int(sys.argv[2]))"
+SERVER = "\n".join(
+    [
+        "import sys",
+        "from hpsearch.cli._dashboard import serve",
+        "serve(sys.argv[1], port=int(sys.argv[2]))",
+    ]
 )
 
 

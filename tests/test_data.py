@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from hpsearch import data, outfile
+from hpsearch import files as outfile
 from hpsearch.config import TrainConfig
-from hpsearch.data import (
+from hpsearch.errors import DataError
+from hpsearch.training import _data as data
+from hpsearch.training._data import (
     CLASSES,
     PAD,
     SHA256,
@@ -30,7 +32,6 @@ from hpsearch.data import (
     resolve_data_dir,
     stratified_split,
 )
-from hpsearch.errors import DataError
 
 # --- parsing ---------------------------------------------------------------------------------
 

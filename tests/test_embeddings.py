@@ -12,11 +12,11 @@ import pytest
 import torch
 from gensim.models import KeyedVectors
 
-from hpsearch import embeddings
 from hpsearch.config import TrainConfig
-from hpsearch.data import PAD, UNK, Vocab, load_dataset
-from hpsearch.embeddings import GLOVE_PACKAGE, build_embedding_matrix, load_vectors
 from hpsearch.errors import EmbeddingsError
+from hpsearch.training import _embeddings as embeddings
+from hpsearch.training._data import PAD, UNK, Vocab, load_dataset
+from hpsearch.training._embeddings import GLOVE_PACKAGE, build_embedding_matrix, load_vectors
 
 WORDS = {
     "the": [1.0, 0.0, 0.0, 0.0],
@@ -78,7 +78,7 @@ def test_random_oov_rows_are_seeded_and_pad_stays_zero(tmp_path: Path) -> None:
 
 
 def test_found_count_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="hpsearch.embeddings"):
+    with caplog.at_level(logging.INFO, logger="hpsearch.training._embeddings"):
         build_embedding_matrix(VOCAB, _cfg(_write(tmp_path, "txt")))
     assert "found 3 of 6 vocabulary words" in caplog.text
 

@@ -11,8 +11,12 @@ import pytest
 from optuna.distributions import FloatDistribution
 from rich.console import Console
 
-from hpsearch import config, evaluate, export, studyfile, workers
+from hpsearch import config, search
 from hpsearch.errors import StudyError, UsageError
+from hpsearch.results import _evaluate as evaluate
+from hpsearch.results import _export as export
+from hpsearch.results import _reading as reading
+from hpsearch.study import _file as studyfile
 
 STUDY_YAML = """\
 name: tiny_eval
@@ -32,7 +36,7 @@ def build_study(tmp_path: Path) -> tuple[str, config.TrainConfig]:
     path.write_text(STUDY_YAML, encoding="utf-8")
     spec = studyfile.load_study(path)
     url = f"sqlite:///{tmp_path / 'eval.db'}"
-    study = workers.open_study(spec, url, heartbeat=False)
+    study = search.open_study(spec, url, heartbeat=False)
     best = None
     for number, (lr, value) in enumerate([(2e-3, 0.5), (5e-3, 0.6)]):
         cfg = spec.build_config({"lr": lr}).replace(seed=TRIAL_SEED + number - 1)
@@ -75,7 +79,7 @@ def test_evaluate_retrains_the_best_trial_with_consecutive_seeds(
     assert set(result.data) == {"train_5500.label", "TREC_10.label"}
 
     # Stored on the study, JSON-clean, and surfaced by `best`/`export`.
-    stored = export.load_study_for_reading("tiny_eval", url).user_attrs[evaluate.EVALUATION_ATTR]
+    stored = reading.load_study_for_reading("tiny_eval", url).user_attrs[evaluate.EVALUATION_ATTR]
     assert stored == json.loads(json.dumps(result.to_dict()))
     assert stored["seeds"] == [TRIAL_SEED, TRIAL_SEED + 1]
     assert stored["test"] == {"mean": result.test.mean, "std": result.test.std}

@@ -15,8 +15,13 @@ from optuna.trial import TrialState
 from rich.console import Console
 from sqlalchemy.engine import make_url
 
-from hpsearch import catalog, config, data, export, storage, studyfile, workers
+from hpsearch import config, search, storage
 from hpsearch.errors import StorageError, StudyError
+from hpsearch.results import _catalog as catalog
+from hpsearch.results import _export as export
+from hpsearch.results import _reading as reading
+from hpsearch.study import _file as studyfile
+from hpsearch.training import _data as data
 
 STUDY_YAML = """\
 name: {name}
@@ -51,7 +56,7 @@ def write_spec(directory: Path, name: str = "tiny") -> studyfile.StudySpec:
 
 def build_study(spec: studyfile.StudySpec, url: str, *, error: str = "boom") -> optuna.Study:
     """A study as workers leave it: spec attr, and trials carrying their full config."""
-    study = workers.open_study(spec, url, heartbeat=False)
+    study = search.open_study(spec, url, heartbeat=False)
     for i, (state, value, params) in enumerate(TRIALS):
         cfg = spec.build_config(params).replace(seed=i)
         if i == 1:  # runtime fields as a worker may have recorded them: reset on export
@@ -134,7 +139,7 @@ def test_an_evaluation_of_an_earlier_best_is_not_shown_as_the_best_ones(
 
 
 def test_no_complete_trial_is_a_study_error(spec: studyfile.StudySpec, sqlite_url: str) -> None:
-    workers.open_study(spec, sqlite_url, heartbeat=False)
+    search.open_study(spec, sqlite_url, heartbeat=False)
     with pytest.raises(StudyError, match=r"'tiny' has no complete trial yet \(0 pruned"):
         export.best_export("tiny", sqlite_url)
 
@@ -151,7 +156,7 @@ def test_missing_study_names_the_available_ones(spec: studyfile.StudySpec, sqlit
 def test_reading_never_creates_a_sqlite_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'absent.db'}"
     with pytest.raises(StudyError, match="the database does not exist yet"):
-        export.load_study_for_reading("tiny", url)
+        reading.load_study_for_reading("tiny", url)
     write_spec(tmp_path / "studies")
     rows = catalog.study_rows(url, tmp_path / "studies")
     assert [(r["name"], r["state"]) for r in rows] == [("tiny", "not created")]
@@ -251,14 +256,14 @@ def test_reading_never_writes_into_an_empty_or_foreign_sqlite_file(tmp_path: Pat
     empty.touch()
     url = f"sqlite:///{empty}"
     with pytest.raises(StudyError, match="the database does not exist yet"):
-        export.load_study_for_reading("tiny", url)
+        reading.load_study_for_reading("tiny", url)
     assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE customers (id INTEGER)")
     before = other.read_bytes()
     with pytest.raises(StorageError, match=r"another program \(tables not Optuna's: customers\)"):
-        export.load_study_for_reading("tiny", f"sqlite:///{other}")
+        reading.load_study_for_reading("tiny", f"sqlite:///{other}")
     with pytest.raises(StorageError, match="a SQLite database of another program"):
         catalog.study_rows(f"sqlite:///{other}", tmp_path / "none")
     # Nor a command that writes: `run` created Optuna's tables beside these, or failed with a
@@ -285,7 +290,7 @@ def test_studies_of_other_objectives_are_refused_and_listed(
 ) -> None:
     _foreign(sqlite_url)
     with pytest.raises(StudyError, match="study 'mo' has 2 objectives: hpsearch reads studies"):
-        export.load_study_for_reading("mo", sqlite_url)
+        reading.load_study_for_reading("mo", sqlite_url)
     with pytest.raises(StudyError, match="study 'mini' minimizes its value"):
         export.best_export("mini", sqlite_url)
     (tmp_path / "none").mkdir()
@@ -302,6 +307,6 @@ def test_a_value_that_is_no_accuracy_is_never_the_best(tmp_path: Path, sqlite_ur
     )
     for value in (0.5, float("inf"), 0.7):
         study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={1: value}))
-    assert export.best_complete_trial(study).number == 2
+    assert reading.best_complete_trial(study).number == 2
     text = export.to_json({"curve": {"1": float("inf")}, "nan": float("nan")})
     assert json.loads(text) == {"curve": {"1": None}, "nan": None}  # strict JSON: null

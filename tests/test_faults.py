@@ -33,8 +33,11 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from hpsearch import cli, objective, storage, studyfile, workers
+from hpsearch import cli, search, settings, storage
 from hpsearch.errors import StudyError
+from hpsearch.search import _objective as objective
+from hpsearch.search import _worker as workers
+from hpsearch.study import _file as studyfile
 
 HEARTBEAT, GRACE = 1, 3
 T = TypeVar("T")
@@ -101,8 +104,8 @@ def cli_env(trec_dir: Path) -> dict[str, str]:
     return env | {
         "HPSEARCH_DATA_DIR": str(trec_dir),
         "HPSEARCH_TREC_URL": "http://127.0.0.1:9/",  # never download in tests
-        storage.ENV_HEARTBEAT_INTERVAL: str(HEARTBEAT),
-        storage.ENV_GRACE_PERIOD: str(GRACE),
+        settings.HEARTBEAT_INTERVAL: str(HEARTBEAT),
+        settings.GRACE_PERIOD: str(GRACE),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -252,8 +255,7 @@ def test_run_finishes_the_budget_when_one_of_its_workers_is_killed(
 
 
 def _argv(pid: int) -> list[str]:
-    """A process's command line as words: NUL-separated for a started process, one
-    space-separated title for a worker forked by ``hpsearch run`` (hpsearch.spawn)."""
+    """A process's command line as words."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -313,28 +315,19 @@ def test_interrupted_run_stops_every_worker(
         assert_budget_met(study, 2)
 
 
-def test_ctrl_c_while_the_fork_server_starts_is_a_clean_stop(procs: Cli, tmp_path: Path) -> None:
-    # The fork server imports torch for seconds before it ignores SIGINT, and a terminal's
-    # Ctrl-C reaches it as well: it died with a traceback, and `run` with "Aborted." (exit 1).
+def test_ctrl_c_while_the_workers_start_is_a_clean_stop(procs: Cli, tmp_path: Path) -> None:
+    # A worker importing torch when Ctrl-C came printed a KeyboardInterrupt traceback. The
+    # workers have a session of their own: the launcher passes the stop on as SIGTERM, which
+    # ends a worker that has not started working at once, silently.
     path = write_study(tmp_path, "early", trials=2, epochs=100)
     run = procs.start(
         "run", "-s", path, "--workers", "2", "--storage", sqlite_url(tmp_path), log="early"
     )
-
-    def fork_server() -> bool:
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and "forkserver" in " ".join(_argv(int(entry.name))):
-                with contextlib.suppress(OSError):
-                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                    if int(stat[1]) == run.pid:  # its parent: this run's launcher
-                        return True
-        return False
-
-    wait_for(fork_server, "the fork server", timeout=60, watch=(run,))
+    wait_for(lambda: len(worker_pids(path)) == 2, "the workers to start", timeout=60, watch=(run,))
     os.killpg(run.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole group
     assert run.wait(timeout=60) == 130, procs.err("early")
     assert "Traceback" not in procs.err("early") and "Aborted" not in procs.err("early")
-    assert worker_pids(path) == []
+    wait_for(lambda: worker_pids(path) == [], "the workers to stop", timeout=30)
 
 
 def test_workers_stop_when_their_launcher_is_killed(procs: Cli, tmp_path: Path) -> None:
@@ -359,7 +352,7 @@ def test_interrupted_and_killed_trials_do_not_stop_a_resumed_study(
     # fault: however many a study collected, resuming it must still run its trials.
     spec = studyfile.load_study(write_study(tmp_path, "resumed", trials=2, epochs=1))
     url = sqlite_url(tmp_path)
-    study = workers.open_study(spec, url, heartbeat=False)
+    study = search.open_study(spec, url, heartbeat=False)
     for _ in range(5):
         study.add_trial(optuna.create_trial(state=TrialState.FAIL))
     summary = workers.work(spec, url, worker="w", data_dir=trec_dir)
@@ -374,7 +367,7 @@ def test_running_trial_that_never_beat_is_failed_and_retried(
     # hold the last slot of the budget for ever.
     spec = studyfile.load_study(write_study(tmp_path, "unbeaten", trials=1, epochs=1))
     url = sqlite_url(tmp_path)
-    study = workers.open_study(spec, url, heartbeat=False)
+    study = search.open_study(spec, url, heartbeat=False)
     orphan = study.ask()
     orphan.suggest_float("lr", 1.0e-3, 1.0e-2, log=True)
     started = time.monotonic()
@@ -398,9 +391,9 @@ def test_study_missing_from_a_read(
     # Seen while PostgreSQL connections were being killed: a read that finds no study.
     spec = studyfile.load_study(write_study(tmp_path, "vanishing", trials=1, epochs=1))
     url = sqlite_url(tmp_path)
-    real, calls = workers.count_trials, 0
+    real, calls = search.count_trials, 0
 
-    def count_trials(study: optuna.Study) -> workers.Counts:
+    def count_trials(study: optuna.Study) -> search.Counts:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -700,8 +693,8 @@ def test_diverged_trial_fails_with_its_reason_and_the_worker_goes_on(
 
 @pytest.fixture
 def short_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(storage.ENV_HEARTBEAT_INTERVAL, str(HEARTBEAT))
-    monkeypatch.setenv(storage.ENV_GRACE_PERIOD, str(GRACE))
+    monkeypatch.setenv(settings.HEARTBEAT_INTERVAL, str(HEARTBEAT))
+    monkeypatch.setenv(settings.GRACE_PERIOD, str(GRACE))
 
 
 def test_exception_in_a_trial_is_recorded_and_the_worker_goes_on(

@@ -18,7 +18,8 @@ import optuna
 import pytest
 from typer.testing import CliRunner, Result
 
-from hpsearch import cli, objective, storage, studyfile, workers
+from hpsearch import cli, search, storage
+from hpsearch.study import _file as studyfile
 
 PASSWORD = "Hunter2-" + uuid.uuid4().hex[:8]
 
@@ -393,7 +394,7 @@ def test_a_searched_embedding_size_the_vectors_lack(workdir: Path) -> None:
     searched = "  embeddings: {{choices: [null, {}]}}\n"
     conditional = "  embedding_dim: {choices: [4, 8], when: {embeddings: null}}\n"
     wide = write(workdir / "wide.txt", "the " + " ".join(["0.5"] * 100) + "\n")
-    objective.check_inputs(studyfile.load_study(study("", searched.format(wide) + conditional)))
+    search.check_inputs(studyfile.load_study(study("", searched.format(wide) + conditional)))
     path = study("", searched.format(vectors) + conditional)
     line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
     assert f'a trial can draw {{"embeddings": "{vectors}"}}, but' in line
@@ -419,7 +420,7 @@ def test_existing_study_with_a_different_spec(workdir: Path) -> None:
     path = write(workdir / "study.yaml", BASE)
     url = f"sqlite:///{workdir / 'study.db'}"
     original = studyfile.load_study(path)
-    workers.open_study(original, url, heartbeat=False)
+    search.open_study(original, url, heartbeat=False)
     write(path, edit("high: 1.0e-2", "high: 1.0e-1"))
 
     line = one_line_error(invoke("run", "-s", path, "--storage", url))
@@ -428,5 +429,5 @@ def test_existing_study_with_a_different_spec(workdir: Path) -> None:
     )
     assert "--force" in line
     study = optuna.load_study(study_name="bad", storage=storage.open_storage(url, heartbeat=False))
-    assert study.user_attrs[workers.SPEC_ATTR] == original.to_dict()
+    assert study.user_attrs[search.SPEC_ATTR] == original.to_dict()
     assert study.get_trials() == []

@@ -7,18 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from hpsearch.batching import Batch, make_batch
 from hpsearch.config import TrainConfig
-from hpsearch.data import PAD, Dataset, Split, Vocab
 from hpsearch.errors import ConfigError
-from hpsearch.model import (
-    AttentionPooling,
-    RNNClassifier,
-    count_parameters,
-    load_checkpoint,
-    save_checkpoint,
-)
-from hpsearch.train import train
+from hpsearch.training._batching import Batch, make_batch
+from hpsearch.training._checkpoint import load_checkpoint, save_checkpoint
+from hpsearch.training._data import PAD, Dataset, Split, Vocab
+from hpsearch.training._model import AttentionPooling, RNNClassifier, count_parameters
+from hpsearch.training._train import train
 
 VOCAB = 20
 CLASSES = 6

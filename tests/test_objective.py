@@ -15,12 +15,12 @@ import torch
 from optuna.trial import TrialState
 
 from hpsearch import config as config_mod
-from hpsearch.data import CLASSES, load_dataset
-from hpsearch.model import RNNClassifier, count_parameters
-from hpsearch.objective import Objective
-from hpsearch.space import parse_space
-from hpsearch.studyfile import StudySpec, parse_study
-from hpsearch.workers import work
+from hpsearch.search._objective import Objective
+from hpsearch.search._worker import work
+from hpsearch.study._file import StudySpec, parse_study
+from hpsearch.study._space import parse_space
+from hpsearch.training._data import CLASSES, load_dataset
+from hpsearch.training._model import RNNClassifier, count_parameters
 
 SMALL = {"pooling": "mean", "regularizer": "none", "embedding_dim": 8, "batch_size": 256}
 TINY = SMALL | {"hidden_dim": 8, "device": "cpu"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch import outfile
+from hpsearch import files as outfile
 from hpsearch.errors import UsageError
 
 

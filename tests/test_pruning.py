@@ -9,8 +9,8 @@ from typing import Any
 import optuna
 import pytest
 
-from hpsearch.pruning import acts_at
-from hpsearch.studyfile import StudySpec, parse_study
+from hpsearch.study._file import StudySpec, parse_study
+from hpsearch.study._pruners import acts_at
 
 EPOCHS = 30
 

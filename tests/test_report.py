@@ -16,9 +16,13 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 from typer.testing import CliRunner
 
-from hpsearch import export, report, storage
+from hpsearch import storage
 from hpsearch.cli import app
 from hpsearch.errors import StudyError
+from hpsearch.results import _export as export
+from hpsearch.results import _reading as reading
+from hpsearch.results import _report as report
+from hpsearch.results import _study_data as study_data
 
 DISTRIBUTIONS = {
     "lr": FloatDistribution(1e-5, 1e-1, log=True),
@@ -137,8 +141,8 @@ def test_report_of_study_without_complete_trials_is_a_clear_error(tmp_path: Path
 
 
 def test_aggregate_mean_per_cell() -> None:
-    opt = report.make_axis("opt", DISTRIBUTIONS["optimizer"], ["sgd", "adam"])
-    drop = report.make_axis("dropout", FloatDistribution(0.0, 0.5), [0.0, 0.5])
+    opt = study_data.make_axis("opt", DISTRIBUTIONS["optimizer"], ["sgd", "adam"])
+    drop = study_data.make_axis("dropout", FloatDistribution(0.0, 0.5), [0.0, 0.5])
     assert opt.labels == ("sgd", "adam")  # choice order, unseen rmsprop left out
     assert drop.labels == ("0", "0.5")  # two values seen: one cell each
     points: list[tuple[dict[str, Any], float]] = [
@@ -148,32 +152,32 @@ def test_aggregate_mean_per_cell() -> None:
         ({"opt": "adam", "dropout": 0.5}, 0.5),
         ({"opt": "adam"}, 0.1),  # conditional parameter absent: not in this pair
     ]
-    mean, count = report.aggregate(points, [opt, drop])
+    mean, count = study_data.aggregate(points, [opt, drop])
     assert count.tolist() == [[2, 0], [1, 1]]
     assert mean[0, 0] == pytest.approx(0.7)
     assert math.isnan(mean[0, 1])
     assert mean[1].tolist() == pytest.approx([0.9, 0.5])
-    mean1, count1 = report.aggregate(points, [opt])
+    mean1, count1 = study_data.aggregate(points, [opt])
     assert count1.tolist() == [2, 3]
     assert mean1.tolist() == pytest.approx([0.7, 0.5])
 
 
 def test_log_param_is_binned_in_log_space() -> None:
     observed = [1e-5, 3e-5, 2e-4, 1e-3, 5e-3, 9e-2, 1e-1]
-    axis = report.make_axis("lr", FloatDistribution(1e-5, 1e-1, log=True), observed, bins=4)
+    axis = study_data.make_axis("lr", FloatDistribution(1e-5, 1e-1, log=True), observed, bins=4)
     assert axis.edges == pytest.approx([1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
     assert axis.labels == ("1e-5–1e-4", "1e-4–0.001", "0.001–0.01", "0.01–0.1")
     assert [axis.cell(v) for v in observed] == [0, 0, 1, 2, 2, 3, 3]
     grid = np.linspace(0, 0.5, 11).tolist()
-    linear = report.make_axis("dropout", FloatDistribution(0.0, 0.5), grid)
+    linear = study_data.make_axis("dropout", FloatDistribution(0.0, 0.5), grid)
     assert linear.edges == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
 
 
 def test_pruned_trials_count_with_their_best_epoch() -> None:
     pruned = create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.5, 2: 0.6, 3: 0.55})
-    assert report.trial_score(pruned) == 0.6
+    assert study_data.trial_score(pruned) == 0.6
     failed = create_trial(state=TrialState.FAIL)
-    assert report.trial_score(failed) is None
+    assert study_data.trial_score(failed) is None
 
 
 def test_compare_without_evaluation_counts_trials(url: str) -> None:
@@ -213,7 +217,7 @@ def test_compare_piped_prints_whole_cells(url: str) -> None:
 
 def test_compare_reuses_a_matching_stored_evaluation(url: str) -> None:
     study = make_study(url, "a", 8)
-    best = export.best_complete_trial(study)
+    best = reading.best_complete_trial(study)
     stored = {
         "trial": best.number,
         "seeds": [0, 1, 2],
@@ -239,10 +243,10 @@ def test_compare_unknown_study_fails_before_any_work(url: str) -> None:
 def test_compare_retrains_when_the_stored_evaluation_is_stale(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpsearch import evaluate
+    from hpsearch.results import _evaluate as evaluate
 
     study = make_study(url, "a", 8)
-    best = export.best_complete_trial(study)
+    best = reading.best_complete_trial(study)
     stale = {"trial": best.number + 1, "seeds": [0, 1, 2], "valid": {}, "test": {}}
     study.set_user_attr(export.EVALUATION_ATTR, stale)
     calls = []
@@ -271,7 +275,7 @@ def test_compare_retrains_when_the_stored_evaluation_is_stale(
 
 
 def test_few_values_get_labels_that_tell_them_apart() -> None:
-    axis = report.make_axis("dropout", FloatDistribution(0.0, 0.5), [0.2087, 0.2096, 0.1])
+    axis = study_data.make_axis("dropout", FloatDistribution(0.0, 0.5), [0.2087, 0.2096, 0.1])
     assert axis.labels == ("0.1", "0.209", "0.21")  # not 0.21 twice
 
 
@@ -279,7 +283,7 @@ def test_bins_span_the_values_tried_outside_a_narrowed_range() -> None:
     # The range narrowed to [5e-3, 1e-2] on a forced resume; earlier trials tried 7e-4 and
     # 1.3e-3, which used to land in a bin labelled "0.005-0.0057".
     observed = [7e-4, 1.3e-3, 5.5e-3, 6e-3, 7e-3, 8e-3, 9e-3]
-    axis = report.make_axis("lr", FloatDistribution(5e-3, 1e-2, log=True), observed, bins=5)
+    axis = study_data.make_axis("lr", FloatDistribution(5e-3, 1e-2, log=True), observed, bins=5)
     assert axis.edges is not None and axis.edges[0] == pytest.approx(7e-4)
     first = axis.labels[axis.cell(7e-4)]
     assert first.startswith("7e-4–")
@@ -287,8 +291,11 @@ def test_bins_span_the_values_tried_outside_a_narrowed_range() -> None:
 
 def test_values_that_are_no_accuracy_do_not_score() -> None:
     pruned = create_trial(state=TrialState.PRUNED, intermediate_values={1: 0.5, 2: math.nan})
-    assert report.trial_score(pruned) == 0.5
-    assert report.trial_score(create_trial(state=TrialState.PRUNED, intermediate_values={})) is None
+    assert study_data.trial_score(pruned) == 0.5
+    assert (
+        study_data.trial_score(create_trial(state=TrialState.PRUNED, intermediate_values={}))
+        is None
+    )
 
 
 def test_a_second_report_in_a_directory_leaves_none_of_the_firsts_figures(
@@ -328,7 +335,7 @@ def test_a_study_name_that_is_no_file_name_needs_an_output(tmp_path: Path, url: 
 def test_compare_reads_every_best_config_before_retraining(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpsearch import evaluate
+    from hpsearch.results import _evaluate as evaluate
 
     make_study(url, "a", 5)
     study = optuna.create_study(

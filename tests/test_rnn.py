@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_sequence
 
-from hpsearch.rnn import packed_tanh_rnn
+from hpsearch.training._rnn import packed_tanh_rnn
 
 LENGTHS = [9, 9, 7, 6, 6, 4, 2, 1]  # descending, with ties and a one-word question
 ONE_LENGTH = [6, 6, 6]  # most length-bucketed batches: a shortcut in the code

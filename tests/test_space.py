@@ -7,9 +7,10 @@ from typing import Any
 import optuna
 import pytest
 
-from hpsearch import space, studyfile
 from hpsearch.errors import ConfigError
-from hpsearch.space import ParamSpec, parse_space
+from hpsearch.study import _file as studyfile
+from hpsearch.study import _space as space
+from hpsearch.study._space import ParamSpec, parse_space
 
 FIXED = {"hidden_dim": 16}
 

@@ -24,8 +24,10 @@ import pytest
 import sqlalchemy
 from typer.testing import CliRunner
 
-from hpsearch import cli, locks, storage
+from hpsearch import cli, settings, storage
 from hpsearch.errors import StorageError
+from hpsearch.storage import _locks as locks
+from hpsearch.storage._database import DEFAULT_HEARTBEAT_INTERVAL
 
 SECRET = "p@ss:w/rd"  # every character that must be percent-encoded in a URL
 ENCODED = quote(SECRET, safe="")
@@ -37,7 +39,7 @@ def _leaks(text: str) -> bool:
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (storage.ENV_URL, storage.ENV_HEARTBEAT_INTERVAL, storage.ENV_GRACE_PERIOD):
+    for name in (settings.STORAGE, settings.HEARTBEAT_INTERVAL, settings.GRACE_PERIOD):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -75,10 +77,10 @@ def _closed_port() -> int:
 
 def test_resolve_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert storage.resolve_url(None) == storage.DEFAULT_URL == "sqlite:///hpsearch.db"
-    monkeypatch.setenv(storage.ENV_URL, "postgresql://u@envhost/db")
+    monkeypatch.setenv(settings.STORAGE, "postgresql://u@envhost/db")
     assert storage.resolve_url(None) == "postgresql+psycopg://u@envhost/db"
     assert storage.resolve_url("sqlite:///arg.db") == "sqlite:///arg.db"
-    monkeypatch.setenv(storage.ENV_URL, "  ")  # blank means unset
+    monkeypatch.setenv(settings.STORAGE, "  ")  # blank means unset
     assert storage.resolve_url(None) == storage.DEFAULT_URL
 
 
@@ -189,8 +191,8 @@ def test_resolve_url_refuses_in_memory_sqlite(url: str, monkeypatch: pytest.Monk
             "the workers and later commands share the database; give a file, e.g. "
             "sqlite:///hpsearch.db"
         )
-    monkeypatch.setenv(storage.ENV_URL, url)
-    with pytest.raises(StorageError, match=f"^{storage.ENV_URL}: storage URL .*in-memory"):
+    monkeypatch.setenv(settings.STORAGE, url)
+    with pytest.raises(StorageError, match=f"^{settings.STORAGE}: storage URL .*in-memory"):
         storage.resolve_url(None)
 
 
@@ -225,7 +227,7 @@ def test_every_command_refuses_in_memory_sqlite(
     for args in commands:
         for storage_args, env in (
             (["--storage", url], {}),
-            ([], {storage.ENV_URL: url}),
+            ([], {settings.STORAGE: url}),
         ):
             result = CliRunner(env=env).invoke(cli.app, [*args, *storage_args])
             assert result.exit_code == 2, (args, result.output, result.exception)
@@ -234,8 +236,8 @@ def test_every_command_refuses_in_memory_sqlite(
 
 
 def test_resolve_url_names_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(storage.ENV_URL, "redis://x")
-    with pytest.raises(StorageError, match=storage.ENV_URL):
+    monkeypatch.setenv(settings.STORAGE, "redis://x")
+    with pytest.raises(StorageError, match=settings.STORAGE):
         storage.resolve_url(None)
 
 
@@ -347,8 +349,8 @@ def test_open_sqlite_uses_wal_and_heartbeats(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the default URL is relative to the working directory
-    monkeypatch.setenv(storage.ENV_HEARTBEAT_INTERVAL, "2")
-    monkeypatch.setenv(storage.ENV_GRACE_PERIOD, "7")
+    monkeypatch.setenv(settings.HEARTBEAT_INTERVAL, "2")
+    monkeypatch.setenv(settings.GRACE_PERIOD, "7")
     rdb = storage.open_storage(storage.DEFAULT_URL)
     with sqlite3.connect(tmp_path / "hpsearch.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -363,7 +365,7 @@ def test_open_sqlite_uses_wal_and_heartbeats(
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(study.trials) == 2
 
-    monkeypatch.delenv(storage.ENV_GRACE_PERIOD)
+    monkeypatch.delenv(settings.GRACE_PERIOD)
     assert storage.open_storage(storage.DEFAULT_URL).grace_period == 6  # 3 intervals
     plain = storage.open_storage(storage.DEFAULT_URL, heartbeat=False)
     assert plain.heartbeat_interval is None and plain.get_heartbeat_interval() is None
@@ -386,8 +388,8 @@ def test_heartbeat_environment_is_validated(
     fragment: str,
 ) -> None:
     for name, value in (
-        (storage.ENV_HEARTBEAT_INTERVAL, interval),
-        (storage.ENV_GRACE_PERIOD, grace),
+        (settings.HEARTBEAT_INTERVAL, interval),
+        (settings.GRACE_PERIOD, grace),
     ):
         if value is not None:
             monkeypatch.setenv(name, value)
@@ -449,8 +451,8 @@ DYING_WORKER = """
 def test_trial_of_a_killed_worker_is_failed_and_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(storage.ENV_HEARTBEAT_INTERVAL, "1")
-    monkeypatch.setenv(storage.ENV_GRACE_PERIOD, "2")
+    monkeypatch.setenv(settings.HEARTBEAT_INTERVAL, "1")
+    monkeypatch.setenv(settings.GRACE_PERIOD, "2")
     url = f"sqlite:///{tmp_path}/h.db"
     study = optuna.create_study(study_name="h", storage=storage.open_storage(url))
     worker = _run(DYING_WORKER, url)
@@ -710,7 +712,7 @@ def test_open_server_storage(server_url: str, study_name: str) -> None:
     assert rdb.engine_kwargs["pool_pre_ping"] is True
     assert rdb.engine_kwargs["pool_recycle"] > 0
     assert rdb.engine_kwargs["connect_args"]["connect_timeout"] == 10
-    assert rdb.heartbeat_interval == storage.DEFAULT_HEARTBEAT_INTERVAL
+    assert rdb.heartbeat_interval == DEFAULT_HEARTBEAT_INTERVAL
     study = optuna.create_study(study_name=study_name, storage=rdb)
     try:
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
@@ -811,10 +813,10 @@ def test_a_retried_trial_is_queued_without_the_dead_runs_attributes() -> None:
 
 
 def test_a_blank_storage_url_names_where_it_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(storage.ENV_URL, raising=False)
+    monkeypatch.delenv(settings.STORAGE, raising=False)
     with pytest.raises(StorageError, match=r"^--storage: the storage URL is empty; give one"):
         storage.resolve_url("  ")
     # The CLI passes $HPSEARCH_STORAGE as --storage's value: the variable is named.
-    monkeypatch.setenv(storage.ENV_URL, " ")
+    monkeypatch.setenv(settings.STORAGE, " ")
     with pytest.raises(StorageError, match=r"^HPSEARCH_STORAGE: the storage URL is empty"):
         storage.resolve_url(" ")

@@ -12,10 +12,13 @@ import optuna
 import pytest
 import yaml
 
-from hpsearch import sampling, studyfile
-from hpsearch.config import TrainConfig, yaml_load
+from hpsearch import settings
+from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError, StudyError
-from hpsearch.studyfile import load_study, parse_study
+from hpsearch.files import yaml_load
+from hpsearch.study import _file as studyfile
+from hpsearch.study import _samplers as sampling
+from hpsearch.study._file import load_study, parse_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 REPO_STUDIES = studyfile.SHIPPED_STUDIES
@@ -412,18 +415,18 @@ def test_unknown_study_name_lists_available(tmp_path: Path) -> None:
 def test_studies_dir_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(tmp_path, BASE, name="mine")
     monkeypatch.chdir(tmp_path)  # no ./studies here
-    monkeypatch.delenv(studyfile.STUDIES_DIR_ENV, raising=False)
+    monkeypatch.delenv(settings.STUDIES_DIR, raising=False)
     assert studyfile.find_studies_dir() == REPO_STUDIES
-    monkeypatch.setenv(studyfile.STUDIES_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(settings.STUDIES_DIR, str(tmp_path))
     assert studyfile.find_studies_dir() == tmp_path
     spec = load_study("mine")
     assert spec.name == "mine" and spec.path == tmp_path / "mine.yaml"
     assert studyfile.find_studies_dir(REPO_STUDIES) == REPO_STUDIES
-    monkeypatch.setenv(studyfile.STUDIES_DIR_ENV, str(tmp_path / "missing"))
+    monkeypatch.setenv(settings.STUDIES_DIR, str(tmp_path / "missing"))
     with pytest.raises(StudyError, match="missing: studies directory not found"):
         studyfile.find_studies_dir()
     # The CLI passes the variable's value as --studies-dir; the message still names it.
-    env = f"found \\(from {studyfile.STUDIES_DIR_ENV}\\)"
+    env = f"found \\(from {settings.STUDIES_DIR}\\)"
     with pytest.raises(StudyError, match=env):
         studyfile.find_studies_dir(tmp_path / "missing")
     with pytest.raises(StudyError, match="other: studies directory not found \\(from --studies"):

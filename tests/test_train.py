@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hpsearch.batching import make_batch
 from hpsearch.config import TrainConfig
-from hpsearch.data import PAD, Dataset, Split, Vocab
 from hpsearch.errors import ConfigError
-from hpsearch.model import RNNClassifier
-from hpsearch.train import (
+from hpsearch.training._batching import make_batch
+from hpsearch.training._data import PAD, Dataset, Split, Vocab
+from hpsearch.training._model import RNNClassifier
+from hpsearch.training._train import (
     EpochStats,
     TrainingDiverged,
     clip_grad_norm,
@@ -261,7 +261,7 @@ def test_train_from_config_scores_the_test_set(trec_dir: Path) -> None:
 def test_train_from_config_uses_the_pretrained_matrix(
     trec_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hpsearch.embeddings
+    import hpsearch.training._embeddings
 
     matrices: list[torch.Tensor] = []
 
@@ -269,7 +269,7 @@ def test_train_from_config_uses_the_pretrained_matrix(
         matrices.append(torch.randn(len(vocab), cfg.embedding_dim))
         return matrices[-1], len(vocab)
 
-    monkeypatch.setattr(hpsearch.embeddings, "build_embedding_matrix", fake_matrix)
+    monkeypatch.setattr(hpsearch.training._embeddings, "build_embedding_matrix", fake_matrix)
     cfg = TrainConfig(
         epochs=1,
         embedding_dim=4,

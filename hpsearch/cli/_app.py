@@ -1,0 +1,463 @@
+"""The ``hpsearch`` command line: one thin command per library function.
+
+User errors (``UsageError``) print one line and exit with status 2; ``--debug`` shows the
+traceback. The storage URL comes from ``--storage`` or ``$HPSEARCH_STORAGE``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from hpsearch import settings
+from hpsearch.errors import UsageError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="hpsearch",
+    help="Hyperparameter search for RNN sentence classifiers on TREC, with Optuna.\n\n"
+    "Example: hpsearch run --study regularization --workers 4",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_state = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """``app.command`` that turns a UsageError into one line on stderr and exit status 2."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            try:
+                return func(*a, **kw)
+            except UsageError as exc:
+                if _state["debug"]:
+                    raise
+                # Text, not markup: a path or name holding "[...]" is shown as it is.
+                err_console.print(
+                    Text.assemble(("error:", "bold red"), f" {exc}"),
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise typer.Exit(exc.exit_code) from None
+
+        app.command(*args, **kwargs)(wrapper)
+        return func
+
+    return decorate
+
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar=settings.STORAGE,
+        show_envvar=True,
+        help="Database URL: sqlite:///hpsearch.db (default), postgresql+psycopg://user:pw@host/db, "
+        "mysql+pymysql://user:pw@host/db.",
+        show_default=False,
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar=settings.DATA_DIR,
+        show_envvar=True,
+        help="Directory holding the TREC files (downloaded there if absent).",
+        show_default=False,
+    ),
+]
+StudyOpt = Annotated[
+    str, typer.Option("--study", "-s", help="A study name from studies/ or a path to a YAML file.")
+]
+StudiesDirOpt = Annotated[
+    Path | None,
+    typer.Option("--studies-dir", envvar=settings.STUDIES_DIR, help="Where study files live."),
+]
+
+StudyNameOpt = Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")]
+TrialsOpt = Annotated[
+    int | None,
+    typer.Option("--trials", "-n", help="Finished trials for the study (all workers)."),
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Stop starting trials after S s.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Resume even if the study file changed.")]
+
+
+class Format(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    _state["debug"] = debug
+    from hpsearch.search import configure_logging
+
+    configure_logging(verbose=verbose, debug=debug)
+
+
+def _named_after(study: str, path: Path) -> Path:
+    """A default output path built from the study's name, which must then be a plain name: a
+    study another program made may be called ``../x`` or ``a/b``."""
+    from hpsearch.study import is_plain_name
+
+    if not is_plain_name(study):
+        raise UsageError(f"study {study!r}: its name is no file name; give --output")
+    return path
+
+
+@command("data")
+def data_cmd(data_dir: DataDirOpt = None) -> None:
+    """Download (if needed) and verify the TREC files.
+
+    Example: hpsearch data --data-dir ~/data/trec
+    """
+    from hpsearch.training import ensure_data
+
+    path = ensure_data(data_dir)
+    console.print(f"TREC data verified in {path}", markup=False, highlight=False)
+
+
+@command("train")
+def train_cmd(
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML/JSON config, or an `hpsearch export` JSON."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set lr=1e-3 (repeatable)."),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    test: Annotated[
+        bool, typer.Option("--test", help="Score the best epoch on the test set.")
+    ] = False,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Write a checkpoint (state dict + config).")
+    ] = None,
+) -> None:
+    """Train one configuration and print per-epoch validation accuracy.
+
+    Example: hpsearch train --config best.json --test --set epochs=20
+    """
+    from hpsearch import files, training
+    from hpsearch.cli._views import TrainView
+
+    cfg = training.load_config(config_file, overrides or [])
+    set_here = any(text.partition("=")[0].strip() == "device" for text in overrides or [])
+    source = "--set" if set_here or config_file is None else str(config_file)
+    training.resolve_device(cfg.device, source=source)  # before the table of epochs starts
+    if save is not None:
+        files.check_writable(save)  # now, not after the training
+    view = TrainView(cfg, console)
+    try:
+        result, _ = training.train_from_config(
+            cfg, data_dir, with_test=test, save=save, on_data=view.data_ready, on_epoch=view.epoch
+        )
+    except training.TrainingDiverged as exc:
+        view.close()
+        message = Text.assemble(("training diverged:", "bold red"), f" {exc}")
+        err_console.print(message, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    view.close()
+    view.result(result, save)
+
+
+@command("studies")
+def studies_cmd(storage: StorageOpt = None, studies_dir: StudiesDirOpt = None) -> None:
+    """List the study files and their state in the database.
+
+    Example: hpsearch studies --storage sqlite:///hpsearch.db
+    """
+    from hpsearch import results
+    from hpsearch import storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    console.print(results.render_studies(results.study_rows(url, studies_dir)))
+
+
+@command("run")
+def run_cmd(
+    study: StudyOpt,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            help="Worker processes. One per core searches fastest on a CPU; with one, the "
+            "search repeats exactly from the study's seed.",
+        ),
+    ] = 1,
+    trials: TrialsOpt = None,
+    timeout: TimeoutOpt = None,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+    studies_dir: StudiesDirOpt = None,
+    force: ForceOpt = False,
+) -> None:
+    """Run a study with N local worker processes; running it again resumes it.
+
+    Example: hpsearch run --study regularization --workers 4 --trials 40
+    """
+    from hpsearch import search
+    from hpsearch.cli._views import RunConsoleView, summary_table
+
+    try:
+        spec, url = search.prepare(
+            study, studies_dir=studies_dir, trials=trials, timeout=timeout,
+            storage=storage, data_dir=data_dir,
+        )  # fmt: skip
+        view = RunConsoleView(err_console)
+        result = search.run_study(
+            spec, url, workers=workers, view=view, data_dir=data_dir, force=force
+        )
+    except KeyboardInterrupt:  # Ctrl-C before the workers start (later, run_study has it)
+        err_console.print("interrupted before the workers started")
+        raise typer.Exit(130) from None
+    err_console.print(summary_table(spec.name, result.top, complete=result.counts.complete))
+    for line in result.failures:
+        err_console.print(Text(line, style="red"), highlight=False, soft_wrap=True)
+    if result.interrupted:
+        raise typer.Exit(130)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@command("worker")
+def worker_cmd(
+    study: StudyOpt,
+    storage: StorageOpt = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--worker-id", help="Name recorded on trials.")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Torch threads for training.")
+    ] = None,
+    trials: TrialsOpt = None,
+    timeout: TimeoutOpt = None,
+    data_dir: DataDirOpt = None,
+    studies_dir: StudiesDirOpt = None,
+    force: ForceOpt = False,
+    seed_offset: Annotated[
+        int | None,
+        typer.Option(
+            "--seed-offset",
+            help="Added to the sampler seed; give each worker its own (default: the pid).",
+        ),
+    ] = None,
+) -> None:
+    """Join a study from any machine and run its trials until the budget is spent.
+
+    Example: HPSEARCH_STORAGE=postgresql+psycopg://hp:pw@db/hp hpsearch worker -s regularization
+    """
+    from hpsearch import search
+
+    spec, url = search.prepare(
+        study, studies_dir=studies_dir, trials=trials, timeout=timeout,
+        storage=storage, data_dir=data_dir,
+    )  # fmt: skip
+    code = search.run_worker(
+        spec,
+        url,
+        name=worker_id or f"{os.uname().nodename}-{os.getpid()}",
+        threads=threads,
+        data_dir=data_dir,
+        timeout=spec.timeout,
+        force=force,
+        # Workers started by hand on several machines must not share a sampler seed.
+        seed_offset=os.getpid() if seed_offset is None else seed_offset,
+        report=lambda line: err_console.print(line, markup=False, highlight=False),
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+@command("export")
+def export_cmd(
+    study: StudyNameOpt,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write; - for stdout (default: stdout for json, STUDY.csv for csv).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        Format, typer.Option("--format", "-f", help="json: best; csv: all.")
+    ] = Format.json,
+    storage: StorageOpt = None,
+) -> None:
+    """Export the best configuration (JSON) or all trials (CSV).
+
+    Example: hpsearch export --study regularization -o best.json && hpsearch train -c best.json
+    """
+    from hpsearch import files, results
+    from hpsearch import storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    if fmt is Format.csv:
+        path = output or _named_after(study, Path(f"{study}.csv"))
+        text = results.trials_csv(study, url)
+    else:
+        path = output or Path("-")
+        text = results.to_json(results.best_export(study, url))
+    if str(path) == "-":
+        sys.stdout.write(text)
+    else:
+        files.write_text(path, text)
+        err_console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+
+
+@command("best")
+def best_cmd(
+    study: StudyNameOpt,
+    storage: StorageOpt = None,
+) -> None:
+    """Show the best trial of a study.
+
+    Example: hpsearch best --study regularization
+    """
+    from hpsearch import results
+    from hpsearch import storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    console.print(results.render_best(results.best_export(study, url)))
+
+
+@command("evaluate")
+def evaluate_cmd(
+    study: StudyNameOpt,
+    seeds: Annotated[int, typer.Option("--seeds", help="Retraining runs.")] = 3,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Retrain the best configuration with several seeds; score validation and test sets.
+
+    Example: hpsearch evaluate --study regularization --seeds 3
+    """
+    from hpsearch import results
+    from hpsearch import storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    result = results.evaluate_study(
+        study,
+        url,
+        seeds=seeds,
+        data_dir=data_dir,
+        on_result=lambda run: err_console.print(
+            f"seed {run.seed}: valid {run.valid_acc:.4f}, test {run.test_acc:.4f}"
+        ),
+    )
+    console.print(results.render_evaluation(result))
+
+
+@command("report")
+def report_cmd(
+    study: StudyNameOpt,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Directory (default: reports/STUDY).")
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write a study's plots: PNG files and one offline HTML page.
+
+    Optimization history, parameter importances, pairwise heatmaps (the report's Figure 1),
+    parallel coordinates and learning curves (pruned trials included).
+
+    Example: hpsearch report --study regularization -o reports/regularization
+    """
+    from hpsearch import results
+    from hpsearch import storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    out_dir = output or _named_after(study, Path("reports") / study)
+    paths = results.write_report(study, url, out_dir)
+    err_console.print(
+        f"wrote {len(paths)} files to {out_dir} (open {out_dir / 'index.html'})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@command("compare")
+def compare_cmd(
+    studies: Annotated[list[str], typer.Argument(help="Study names in the database.")],
+    seeds: Annotated[int, typer.Option("--seeds", help="Retraining runs per study.")] = 3,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate/--no-evaluate",
+            help="Retrain the best configurations on test (--no-evaluate: stored ones only).",
+        ),
+    ] = True,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """One table across studies: best and test accuracy, trials and epochs spent.
+
+    Test accuracy is the mean +- std over seeds of the best configuration (as evaluate).
+
+    Example: hpsearch compare regularization architecture best --seeds 3
+    """
+    from hpsearch import results
+    from hpsearch import storage as storage_mod
+
+    url = storage_mod.resolve_url(storage)
+    rows = results.compare(studies, url, seeds=seeds, evaluate=evaluate, data_dir=data_dir)
+    table = results.render_compare(rows)
+    # A pipe or a file gets the table at its natural width: rich would squeeze it into 80
+    # columns, the width it assumes without a terminal, and cut every cell.
+    if console.is_terminal:
+        console.print(table)
+    else:
+        natural = console.measure(table, options=console.options.update_width(1000)).maximum
+        Console(width=max(console.width, natural)).print(table)
+
+
+@command("dashboard")
+def dashboard_cmd(
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the study database (loopback unless --host says otherwise).
+
+    Example: hpsearch dashboard --port 8080   (then open http://127.0.0.1:8080)
+    """
+    from hpsearch import storage as storage_mod
+    from hpsearch.cli import _dashboard as dashboard
+
+    dashboard.serve(storage_mod.resolve_url(storage), host=host, port=port)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,241 @@
+"""Files: input read strictly (YAML 1.2 / JSON, a repeated key an error) and output
+(exports, checkpoints) checked before the work, written whole or not at all.
+
+A file is written to a temporary name in its own directory and renamed over the target, so a
+reader (or a crash) never sees half of it. Two kinds of target are not replaced: a symbolic
+link is followed and the file it points to is replaced (the link stays), and a target that
+exists but is no regular file (``/dev/stdout``, a FIFO, a terminal) is written through, since
+there is nothing to rename over and replacing a device would need root and break the system.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hpsearch.errors import ConfigError, UsageError
+
+
+def check_writable(path: Path) -> None:
+    """Raise UsageError now if ``path`` could not be written later (before hours of work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give the name of a file in it")
+    target = _target(path)
+    if target.exists() and not target.is_file():
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"{path}: cannot write: permission denied")
+        return
+    ancestor = target.parent
+    while not ancestor.exists():  # missing directories are created when the file is written
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{path}: cannot write: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: cannot write in {ancestor}: permission denied")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see the module docstring."""
+
+    def write(target: Path) -> None:
+        with open(target, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+
+    write_with(path, write)
+
+
+def write_with(path: Path, write: Callable[[Path], None]) -> None:
+    """Have ``write`` fill a temporary file, then rename it to ``path`` (or write through a
+    device). OS errors become one UsageError naming ``path``; no temporary file is left."""
+    path = Path(path)
+    check_writable(path)
+    target = _target(path)
+    if target.exists() and not target.is_file():
+        try:
+            write(target)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        return
+    tmp: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        os.close(fd)
+        tmp = Path(name)
+        write(tmp)
+        # mkstemp makes the file private (0o600); the output gets what open() would give it.
+        os.chmod(tmp, 0o666 & ~umask())
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _target(path: Path) -> Path:
+    """The file to replace: a symbolic link's destination (even a dangling one), else path.
+    A link to something that is no regular file (``/dev/stdout``) is written through as is."""
+    if path.is_symlink() and not (path.exists() and not path.is_file()):
+        return Path(os.path.realpath(path))
+    return path
+
+
+def umask() -> int:
+    """The process umask. Linux shows it in /proc; elsewhere it can only be read by setting
+    it, which other threads could see for an instant (so the placeholder is the strict 0o077)."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        status = ""
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+# --- input: YAML 1.2 and JSON -------------------------------------------------------------
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error's reason on one line (a reader error has no ``problem``, only lines)."""
+    return getattr(exc, "problem", None) or str(exc).splitlines()[0]
+
+
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2's plain scalars and no repeated keys.
+
+    PyYAML follows YAML 1.1, where ``yes``/``no``/``on``/``off`` are booleans, ``010`` is
+    octal 8, ``1:30`` is base-60 (90) and ``1e-3`` is a string. Here only true/false are
+    booleans, integers are decimal (``1_000`` too) or 0x/0o, ``1e-3`` is a float, dates stay
+    strings, and a key given twice in one mapping is an error, not the last one winning.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r} (first at line {seen[key] + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+    digits = text.lstrip("+-")
+    base = {"0o": 8, "0x": 16}.get(digits[:2], 10)
+    value = int(digits[2:] if base != 10 else digits, base)
+    return -value if text.startswith("-") else value
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+_Loader.add_constructor(_INT, _construct_int)
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely, with YAML 1.2's numbers and booleans (``_Loader``)."""
+    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader: no arbitrary objects
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(f"duplicate key {key!r} in one object; keep one")
+        seen[key] = value
+    return seen
+
+
+def json_load(text: str) -> Any:
+    """Parse JSON; a key given twice in one object is an error (as in YAML files, ``_Loader``),
+    not the last one silently winning."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def read_mapping(path: Path, *, expected: str = "a YAML or JSON file") -> dict[str, Any]:
+    """Read a YAML or JSON file into a dict; syntax errors name the file and line.
+
+    ``expected`` says, when the bytes are no text, what the file should have been.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); expected {expected}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = json_load(text) if path.suffix == ".json" else yaml_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = yaml_problem(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def is_zip(path: Path) -> bool:
+    """Whether ``path`` starts like a zip archive (torch.save's format)."""
+    with contextlib.suppress(OSError), path.open("rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+    return False

@@ -1,0 +1,42 @@
+"""The search: a study's life in the database, the objective that trains one trial, workers
+that pull trials until the global budget is spent, and the launcher of ``hpsearch run``."""
+
+from hpsearch.search._launcher import (
+    Progress,
+    RunResult,
+    RunView,
+    available_cores,
+    prepare,
+    run_study,
+    threads_per_worker,
+)
+from hpsearch.search._lifecycle import (
+    SPEC_ATTR,
+    Counts,
+    best_trial,
+    best_trials,
+    count_trials,
+    open_study,
+)
+from hpsearch.search._preflight import check_inputs
+from hpsearch.search._worker import configure_logging, run_worker, work
+
+__all__ = [
+    "SPEC_ATTR",
+    "Counts",
+    "Progress",
+    "RunResult",
+    "RunView",
+    "available_cores",
+    "best_trial",
+    "best_trials",
+    "check_inputs",
+    "configure_logging",
+    "count_trials",
+    "open_study",
+    "prepare",
+    "run_study",
+    "run_worker",
+    "threads_per_worker",
+    "work",
+]

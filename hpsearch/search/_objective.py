@@ -1,0 +1,119 @@
+"""The Optuna objective: suggest, build, train, report, prune.
+
+Pruning takes the place of the report's patience: after every epoch the validation accuracy
+is reported to the trial and the study's pruner decides whether the trial is worth another
+epoch, comparing it with the other trials at the same epoch rather than with its own past.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+
+from hpsearch.errors import ConfigError
+from hpsearch.storage import set_user_attrs
+from hpsearch.study import StudySpec, acts_at
+from hpsearch.training import EpochStats, TrainingDiverged, train_from_config
+
+
+class Objective:
+    """Callable objective for one worker process; returns the best validation accuracy."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        *,
+        worker: str,
+        data_dir: Path | None = None,
+        threads: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.worker = worker
+        self.data_dir = data_dir
+        self.threads = threads
+        self.should_stop = should_stop
+        self.host = socket.gethostname()
+        # Asking the pruner reads the database; it is asked only when it can act.
+        self.pruner_acts_at = acts_at(spec.pruner)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        # Who runs the trial is recorded before the sampler works (that can take a while on a
+        # long study), so that every RUNNING trial names its worker: `run` fails the trials of
+        # the workers it had to kill by that name.
+        set_user_attrs(trial, {"host": self.host, "worker": self.worker})
+        try:
+            params = self.spec.suggest(trial)
+        except Exception as exc:
+            # Recorded like a crash in training, so that a worker whose every trial fails
+            # here (a forced resume Optuna refuses) stops after the budget's worth of them.
+            _record_crash(trial, exc)
+            raise
+        try:
+            cfg = self.spec.build_config(params)
+        except ConfigError as exc:
+            # Sampled params that conflict (each valid alone): say why, as for any failure.
+            trial.set_user_attr("error", str(exc))
+            raise
+        if self.threads is not None:
+            cfg = cfg.replace(threads=self.threads)
+        # The complete configuration is recorded first, so that every trial (even one that
+        # dies) can be retrained exactly: `hpsearch export` writes this, `train` reads it.
+        # It includes the thread count: on CPU the summation order, and so the weights after
+        # a few epochs, depend on it.
+        set_user_attrs(trial, {"config": cfg.to_dict(), "seed": cfg.seed})
+        epochs_run = 0
+        started = time.perf_counter()
+
+        def on_epoch(stats: EpochStats) -> None:
+            nonlocal epochs_run
+            epochs_run = stats.epoch
+            if self.should_stop is not None and self.should_stop():
+                # Asked to stop, but the KeyboardInterrupt was lost (Python drops one raised
+                # inside a finalizer, which torch runs constantly): stop here instead.
+                raise KeyboardInterrupt
+            trial.report(stats.valid_acc, step=stats.epoch)
+            # After the last epoch there is nothing left to save: a trial that trained in
+            # full is a result, even if a pruner's rung falls on its final epoch.
+            if (
+                stats.epoch < cfg.epochs
+                and self.pruner_acts_at(stats.epoch)
+                and trial.should_prune()
+            ):
+                seconds = round(time.perf_counter() - started, 3)
+                set_user_attrs(trial, {"epochs_run": epochs_run, "seconds": seconds})
+                raise optuna.TrialPruned(
+                    f"pruned at epoch {stats.epoch} with valid_acc {stats.valid_acc:.4f}"
+                )
+
+        try:
+            result, _ = train_from_config(cfg, self.data_dir, on_epoch=on_epoch)
+        except TrainingDiverged as exc:
+            # A diverged run is a property of its parameters, not a crash: record why, so the
+            # dashboard shows it, and let Optuna mark the trial FAIL.
+            set_user_attrs(trial, {"error": str(exc), "epochs_run": epochs_run})
+            raise
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            _record_crash(trial, exc)
+            raise
+        set_user_attrs(
+            trial,
+            {
+                "best_epoch": result.best_epoch,
+                "epochs_run": len(result.history),
+                "seconds": round(result.seconds, 3),
+                "num_parameters": result.num_parameters,
+            },
+        )
+        return float(result.best_valid_acc)
+
+
+def _record_crash(trial: optuna.Trial, exc: Exception) -> None:
+    """Why a trial crashed, as its ``error`` (the dashboard shows it; workers count it)."""
+    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])

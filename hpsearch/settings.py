@@ -1,0 +1,56 @@
+"""Every environment variable hpsearch reads, in one place: its name, what it sets, how it is read.
+
+All are named ``HPSEARCH_<WHAT>``. A command-line option, where there is one, wins over its
+variable (typer reads the variable as the option's default). A malformed value is a one-line
+error naming the variable, raised by the code that needs the value, before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hpsearch.errors import StorageError
+
+STORAGE = "HPSEARCH_STORAGE"  # the database URL (--storage); default sqlite:///hpsearch.db
+DATA_DIR = "HPSEARCH_DATA_DIR"  # where the TREC files are (--data-dir)
+TREC_URL = "HPSEARCH_TREC_URL"  # a mirror of the TREC files: a base URL, file names appended
+STUDIES_DIR = "HPSEARCH_STUDIES_DIR"  # where study files are looked up by name (--studies-dir)
+DB_RETRY_SECONDS = "HPSEARCH_DB_RETRY_SECONDS"  # how long a worker waits out a lost database
+HEARTBEAT_INTERVAL = "HPSEARCH_HEARTBEAT_INTERVAL"  # seconds between a running trial's beats
+GRACE_PERIOD = "HPSEARCH_GRACE_PERIOD"  # silence after which a running trial counts as dead
+
+
+def text(name: str) -> str | None:
+    """The variable's value, or None when it is unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def whole_seconds(name: str) -> int | None:
+    """A positive whole number of seconds, or None when unset."""
+    value = text(name)
+    if value is None:
+        return None
+    try:
+        seconds = int(value)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise StorageError(
+            f"environment: {name} ({value!r}) must be a positive whole number of seconds"
+        )
+    return seconds
+
+
+def seconds(name: str, default: float) -> float:
+    """A finite number of seconds >= 0, or ``default`` when unset."""
+    value = text(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0:  # also rejects nan; inf waits for ever
+        raise StorageError(f"environment: {name} ({value!r}) must be a number of seconds >= 0")
+    return number

@@ -1,0 +1,43 @@
+"""Training one configuration: the TREC data, batching, pretrained vectors, the RNN
+classifier (with its fast CPU RNN), the training loop and checkpoints."""
+
+from hpsearch.training._checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_config,
+    save_checkpoint,
+)
+from hpsearch.training._data import CLASSES, Dataset, ensure_data, load_dataset
+from hpsearch.training._data import SHA256 as TREC_SHA256
+from hpsearch.training._embeddings import build_embedding_matrix, vectors_dim
+from hpsearch.training._model import RNNClassifier, count_parameters
+from hpsearch.training._train import (
+    EpochStats,
+    TrainingDiverged,
+    TrainResult,
+    resolve_device,
+    train,
+    train_from_config,
+)
+
+__all__ = [
+    "CLASSES",
+    "TREC_SHA256",
+    "Checkpoint",
+    "Dataset",
+    "EpochStats",
+    "RNNClassifier",
+    "TrainResult",
+    "TrainingDiverged",
+    "build_embedding_matrix",
+    "count_parameters",
+    "ensure_data",
+    "load_checkpoint",
+    "load_config",
+    "load_dataset",
+    "resolve_device",
+    "save_checkpoint",
+    "train",
+    "train_from_config",
+    "vectors_dim",
+]

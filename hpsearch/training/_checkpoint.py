@@ -1,0 +1,89 @@
+"""Checkpoints: a trained model's weights, configuration and vocabulary, as plain tensors and
+containers (never pickled code), and the configuration read back from one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hpsearch import config as config_mod
+from hpsearch import files
+from hpsearch.config import TrainConfig, from_mapping
+from hpsearch.errors import ConfigError
+from hpsearch.training._data import Vocab
+from hpsearch.training._model import RNNClassifier
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model: RNNClassifier  # in eval mode, on the CPU
+    config: TrainConfig
+    itos: list[str]  # the vocabulary, index -> word
+    extra: dict[str, Any]
+
+
+def save_checkpoint(
+    path: Path,
+    model: RNNClassifier,
+    cfg: TrainConfig,
+    vocab: Vocab,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Save weights, config and vocabulary as plain tensors and containers (no pickled code).
+
+    ``extra`` must hold only plain values (numbers, strings, lists, dicts, tensors), so that
+    ``torch.load(weights_only=True)`` can read it back.
+    """
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": cfg.to_dict(),
+        "itos": list(vocab.itos),
+        "num_classes": model.num_classes,
+        "extra": dict(extra or {}),
+    }
+    # Never a half-written checkpoint under the real name, nor a stray temporary file.
+    files.write_with(Path(path), lambda target: torch.save(payload, target))
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Rebuild the model of a checkpoint written by ``save_checkpoint``."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # unpickling errors have no common base class
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path}: not a readable hpsearch checkpoint: {reason}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(
+            f"{path}: not an hpsearch checkpoint (format {CHECKPOINT_FORMAT} expected)"
+        )
+    cfg = from_mapping(payload["config"], source=f"{path}: config")
+    itos = list(payload["itos"])
+    model = RNNClassifier(cfg, len(itos), int(payload["num_classes"]))
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return Checkpoint(model=model, config=cfg, itos=itos, extra=dict(payload["extra"]))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A config file, export or ``train --save`` checkpoint as a mapping; a checkpoint gives
+    ``{"config": ...}``, the shape of an export."""
+    if files.is_zip(path):  # torch.save's format
+        return {"config": load_checkpoint(path).config.to_dict()}
+    expected = "a YAML/JSON config, an hpsearch export or a train --save checkpoint"
+    return files.read_mapping(path, expected=expected)
+
+
+def load_config(path: Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """``config.load`` that also takes a checkpoint: its recorded configuration is read."""
+    return config_mod.load(path, overrides, reader=read_config_file)
