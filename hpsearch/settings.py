@@ -18,6 +18,13 @@ STUDIES_DIR = "HPSEARCH_STUDIES_DIR"  # where study files are looked up by name 
 DB_RETRY_SECONDS = "HPSEARCH_DB_RETRY_SECONDS"  # how long a worker waits out a lost database
 HEARTBEAT_INTERVAL = "HPSEARCH_HEARTBEAT_INTERVAL"  # seconds between a running trial's beats
 GRACE_PERIOD = "HPSEARCH_GRACE_PERIOD"  # silence after which a running trial counts as dead
+# The dashboard's credentials: from the environment or a file, never the command line (where
+# ps and the shell history would show them). The *_FILE variables suit docker secrets.
+DASHBOARD_USER = "HPSEARCH_DASHBOARD_USER"  # with DASHBOARD_PASSWORD: HTTP basic auth
+DASHBOARD_PASSWORD = "HPSEARCH_DASHBOARD_PASSWORD"
+DASHBOARD_PASSWORD_FILE = "HPSEARCH_DASHBOARD_PASSWORD_FILE"
+DASHBOARD_TOKEN = "HPSEARCH_DASHBOARD_TOKEN"  # a bearer token, for scripts and proxies
+DASHBOARD_TOKEN_FILE = "HPSEARCH_DASHBOARD_TOKEN_FILE"
 
 
 def text(name: str) -> str | None:

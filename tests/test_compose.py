@@ -93,6 +93,18 @@ def test_password_comes_from_the_environment_only() -> None:
     assert ".env" in (REPO / ".dockerignore").read_text().splitlines()
 
 
+def test_dashboard_signs_in_with_a_password_from_the_environment() -> None:
+    # It listens on 0.0.0.0 in its container, where hpsearch requires credentials.
+    env = services()["dashboard"]["environment"]
+    required = VARIABLE.fullmatch(env["HPSEARCH_DASHBOARD_PASSWORD"])
+    assert required and required["name"] == "DASHBOARD_PASSWORD" and required["op"] == ":?"
+    user = VARIABLE.fullmatch(env["HPSEARCH_DASHBOARD_USER"])
+    assert user and user["arg"] == env_example()["DASHBOARD_USER"]
+    assert env_example()["DASHBOARD_PASSWORD"] == ""  # the example must not ship one
+    # The dashboard's environment adds to the workers' one; it does not replace it.
+    assert services()["worker"]["environment"].items() <= env.items()
+
+
 def test_postgres_health_gates_the_app_services() -> None:
     assert "pg_isready" in " ".join(services()["postgres"]["healthcheck"]["test"])
     for name in APP_SERVICES:
@@ -207,7 +219,7 @@ def test_compose_client_accepts_the_file(tmp_path: Path) -> None:
         [*args, "config"],
         capture_output=True,
         text=True,
-        env={**base, "POSTGRES_PASSWORD": "pw"},
+        env={**base, "POSTGRES_PASSWORD": "pw", "DASHBOARD_PASSWORD": "pw"},
         timeout=60,
         cwd=tmp_path,
     )

@@ -444,15 +444,42 @@ def dashboard_cmd(
     storage: StorageOpt = None,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8080,
+    allow_writes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-writes",
+            help="Let the dashboard change the database (notes, deleting studies, marking "
+            "trials); read-only without it.",
+        ),
+    ] = False,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve beyond loopback without credentials: anyone who reaches the port can "
+            "use the dashboard.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve optuna-dashboard on the study database (loopback unless --host says otherwise).
+    """Serve optuna-dashboard on the study database, read-only unless --allow-writes.
+
+    Beyond loopback (--host) it needs credentials, from the environment only:
+    HPSEARCH_DASHBOARD_USER with HPSEARCH_DASHBOARD_PASSWORD (basic auth) and/or
+    HPSEARCH_DASHBOARD_TOKEN (bearer); HPSEARCH_DASHBOARD_PASSWORD_FILE and
+    HPSEARCH_DASHBOARD_TOKEN_FILE read the secret from a file. Set, they apply on loopback too.
 
     Example: hpsearch dashboard --port 8080   (then open http://127.0.0.1:8080)
     """
     from hpsearch import storage as storage_mod
     from hpsearch.cli import _dashboard as dashboard
 
-    dashboard.serve(storage_mod.resolve_url(storage), host=host, port=port)
+    dashboard.serve(
+        storage_mod.resolve_url(storage),
+        host=host,
+        port=port,
+        allow_writes=allow_writes,
+        insecure=insecure,
+    )
 
 
 def main() -> None:
