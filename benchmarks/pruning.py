@@ -73,7 +73,7 @@ def parse_arm(arm: str) -> dict[str, Any] | None:
 
 
 def make_spec(study: str, arm: str, seed: int, epochs: int, keep_enqueue: bool) -> Any:
-    from hpsearch.study import _file as studyfile
+    from hpsearch import study as studyfile
 
     data = studyfile.load_study(study).to_dict()
     data["sampler"]["seed"] = seed

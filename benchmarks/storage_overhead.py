@@ -45,8 +45,8 @@ from typing import Any
 import optuna
 
 from hpsearch import storage as storage_mod
+from hpsearch import study as studyfile
 from hpsearch.search import _worker as workers
-from hpsearch.study import _file as studyfile
 from hpsearch.training._train import EpochStats
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -1,4 +1,4 @@
-"""``python -m hpsearch``: the same CLI as the ``hpsearch`` script (used to start workers)."""
+"""``python -m hpsearch``: the same CLI as the ``hpsearch`` script."""
 
 from hpsearch.cli import main
 

@@ -173,7 +173,7 @@ _NULLABLE = frozenset({"max_vocab", "threads"})
 
 # The fields _check_values checks together (attention heads must divide the encoder's output):
 # a study that searches any of them has every combination its trials can draw checked when
-# the file is loaded (hpsearch.studyfile), not one failed trial at a time.
+# the file is loaded (``hpsearch.study``), not one failed trial at a time.
 CROSS_FIELDS = ("pooling", "hidden_dim", "bidirectional", "attention_heads")
 
 

@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from hpsearch.cli import app
-from hpsearch.study._file import list_study_files
+from hpsearch.study import list_study_files
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hpsearch.study import _file as studyfile
+from hpsearch import study as studyfile
 
 REPO = Path(__file__).resolve().parents[1]
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}

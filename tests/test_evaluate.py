@@ -12,11 +12,11 @@ from optuna.distributions import FloatDistribution
 from rich.console import Console
 
 from hpsearch import config, search
+from hpsearch import study as studyfile
 from hpsearch.errors import StudyError, UsageError
 from hpsearch.results import _evaluate as evaluate
 from hpsearch.results import _export as export
 from hpsearch.results import _reading as reading
-from hpsearch.study import _file as studyfile
 
 STUDY_YAML = """\
 name: tiny_eval

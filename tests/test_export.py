@@ -16,11 +16,11 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 
 from hpsearch import config, search, storage
+from hpsearch import study as studyfile
 from hpsearch.errors import StorageError, StudyError
 from hpsearch.results import _catalog as catalog
 from hpsearch.results import _export as export
 from hpsearch.results import _reading as reading
-from hpsearch.study import _file as studyfile
 from hpsearch.training import _data as data
 
 STUDY_YAML = """\

@@ -34,10 +34,10 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from hpsearch import cli, search, settings, storage
+from hpsearch import study as studyfile
 from hpsearch.errors import StudyError
 from hpsearch.search import _objective as objective
 from hpsearch.search import _worker as workers
-from hpsearch.study import _file as studyfile
 
 HEARTBEAT, GRACE = 1, 3
 T = TypeVar("T")

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from hpsearch import cli, search, storage
-from hpsearch.study import _file as studyfile
+from hpsearch import study as studyfile
 
 PASSWORD = "Hunter2-" + uuid.uuid4().hex[:8]
 

@@ -26,11 +26,11 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from hpsearch import storage
+from hpsearch import study as studyfile
 from hpsearch.cli import app
 from hpsearch.search import SPEC_ATTR
 from hpsearch.search import _launcher as launcher
 from hpsearch.search._process import WorkerOrder
-from hpsearch.study import _file as studyfile
 
 STUDY = "reg"
 # The report's section 1.3 search (lr, dropout, L2 alpha, clipping) on a model small enough

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from hpsearch import config as config_mod
 from hpsearch.search._objective import Objective
 from hpsearch.search._worker import work
-from hpsearch.study._file import StudySpec, parse_study
+from hpsearch.study import StudySpec, parse_study
 from hpsearch.study._space import parse_space
 from hpsearch.training._data import CLASSES, load_dataset
 from hpsearch.training._model import RNNClassifier, count_parameters

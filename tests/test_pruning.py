@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 import pytest
 
-from hpsearch.study._file import StudySpec, parse_study
+from hpsearch.study import StudySpec, parse_study
 from hpsearch.study._pruners import acts_at
 
 EPOCHS = 30

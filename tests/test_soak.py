@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from hpsearch import search, storage
-from hpsearch.study import _file as studyfile
+from hpsearch import study as studyfile
 
 TRIALS = 40
 HPSEARCH = (sys.executable, "-m", "hpsearch")

@@ -7,8 +7,8 @@ from typing import Any
 import optuna
 import pytest
 
+from hpsearch import study as studyfile
 from hpsearch.errors import ConfigError
-from hpsearch.study import _file as studyfile
 from hpsearch.study import _space as space
 from hpsearch.study._space import ParamSpec, parse_space
 

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 from hpsearch import settings
+from hpsearch import study as studyfile
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError, StudyError
 from hpsearch.files import yaml_load
-from hpsearch.study import _file as studyfile
 from hpsearch.study import _samplers as sampling
-from hpsearch.study._file import load_study, parse_study
+from hpsearch.study import load_study, parse_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 REPO_STUDIES = studyfile.SHIPPED_STUDIES

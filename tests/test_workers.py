@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from hpsearch import storage as storage_mod
 from hpsearch.errors import StudyError
 from hpsearch.search import Counts, count_trials, open_study
-from hpsearch.study._file import parse_study
+from hpsearch.study import parse_study
 
 # A tiny model on which a sensible learning rate reaches ~60% validation accuracy in two
 # epochs, in a fraction of a second: the workers' start-up dominates these tests.

@@ -6,106 +6,32 @@ traceback. The storage URL comes from ``--storage`` or ``$HPSEARCH_STORAGE``.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from hpsearch import settings
-from hpsearch.errors import UsageError
-
-console = Console()
-err_console = Console(stderr=True)
-
-app = typer.Typer(
-    name="hpsearch",
-    help="Hyperparameter search for RNN sentence classifiers on TREC, with Optuna.\n\n"
-    "Example: hpsearch run --study regularization --workers 4",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+from hpsearch.cli._common import (
+    DataDirOpt,
+    ForceOpt,
+    Format,
+    StorageOpt,
+    StudiesDirOpt,
+    StudyNameOpt,
+    StudyOpt,
+    TimeoutOpt,
+    TrialsOpt,
+    app,
+    command,
+    console,
+    err_console,
+    state,
 )
-
-_state = {"debug": False}
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    """``app.command`` that turns a UsageError into one line on stderr and exit status 2."""
-
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*a: Any, **kw: Any) -> Any:
-            try:
-                return func(*a, **kw)
-            except UsageError as exc:
-                if _state["debug"]:
-                    raise
-                # Text, not markup: a path or name holding "[...]" is shown as it is.
-                err_console.print(
-                    Text.assemble(("error:", "bold red"), f" {exc}"),
-                    highlight=False,
-                    soft_wrap=True,
-                )
-                raise typer.Exit(exc.exit_code) from None
-
-        app.command(*args, **kwargs)(wrapper)
-        return func
-
-    return decorate
-
-
-StorageOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--storage",
-        envvar=settings.STORAGE,
-        show_envvar=True,
-        help="Database URL: sqlite:///hpsearch.db (default), postgresql+psycopg://user:pw@host/db, "
-        "mysql+pymysql://user:pw@host/db.",
-        show_default=False,
-    ),
-]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar=settings.DATA_DIR,
-        show_envvar=True,
-        help="Directory holding the TREC files (downloaded there if absent).",
-        show_default=False,
-    ),
-]
-StudyOpt = Annotated[
-    str, typer.Option("--study", "-s", help="A study name from studies/ or a path to a YAML file.")
-]
-StudiesDirOpt = Annotated[
-    Path | None,
-    typer.Option("--studies-dir", envvar=settings.STUDIES_DIR, help="Where study files live."),
-]
-
-StudyNameOpt = Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")]
-TrialsOpt = Annotated[
-    int | None,
-    typer.Option("--trials", "-n", help="Finished trials for the study (all workers)."),
-]
-TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", help="Stop starting trials after S s.")
-]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Resume even if the study file changed.")]
-
-
-class Format(StrEnum):
-    json = "json"
-    csv = "csv"
+from hpsearch.errors import UsageError
 
 
 @app.callback()
@@ -113,7 +39,7 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
 ) -> None:
-    _state["debug"] = debug
+    state["debug"] = debug
     from hpsearch.search import configure_logging
 
     configure_logging(verbose=verbose, debug=debug)

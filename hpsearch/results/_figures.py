@@ -232,7 +232,7 @@ def write_pngs(data: StudyData, out_dir: Path) -> list[Path]:
         if stem in figures:
             paths.append(out_dir / f"{stem}.png")
             figure = figures[stem]
-            # Atomically (hpsearch.outfile): an interrupted report leaves no half-written PNG.
+            # Atomically (``hpsearch.files``): an interrupted report leaves no half-written PNG.
             outfile.write_with(paths[-1], functools.partial(figure.savefig, dpi=110, format="png"))
             plt.close(figure)
     return paths

@@ -88,47 +88,62 @@ def open_study(
                 pruner=spec.make_pruner(),
             )
         except KeyError:
-            study = optuna.create_study(
-                study_name=spec.name,
-                storage=storage,
-                sampler=spec.make_sampler(seed_offset),
-                pruner=spec.make_pruner(),
-                direction="maximize",
-            )
-            study.set_user_attr(SPEC_ATTR, spec.to_dict())
-            for params in spec.enqueue:
-                study.enqueue_trial(params, user_attrs={"enqueued": True})
-            return study
-        stored = study.user_attrs.get(SPEC_ATTR)
-        if stored is None:
-            raise StudyError(
-                f"study {spec.name!r} exists in {storage_mod.mask_url(url)} but was not made "
-                "by hpsearch; choose another name"
-            )
-        changes = spec.differences(stored)
-        if changes and not force:
-            raise StudyError(
-                f"study {spec.name!r} exists with a different spec: {'; '.join(changes)}. "
-                "Use another study name, or --force to resume with the new spec"
-            )
-        if changes:
-            _check_resumable(spec, study)
-            # Points the edited file adds to enqueue: (queued only when a study is created).
-            before = stored.get("enqueue") or []
-            for params in spec.enqueue:
-                if params not in before:
-                    study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
-            study.set_user_attr(SPEC_ATTR, spec.to_dict())
-        # Resuming must not replay an earlier session's draws: with the same seed, a random
-        # sampler (or TPE's start-up phase) proposes the same points again, and those trials,
-        # seeded alike, repeat their results exactly. The trials begun so far move the seed on
-        # (enqueued ones are not draws, so one worker on a new study keeps the file's seed).
-        begun = [s for s in TrialState if s != TrialState.WAITING]
-        so_far = len(study.get_trials(deepcopy=False, states=begun))
-        if so_far:
-            offset = (seed_offset + RESUME_SEED_STRIDE * so_far) % 2**31
-            study.sampler = spec.make_sampler(offset)
+            return _create(spec, storage, seed_offset)
+        _resume(spec, study, url, force=force)
+        _move_the_seed_on(spec, study, seed_offset)
         return study
+
+
+def _create(
+    spec: StudySpec, storage: optuna.storages.BaseStorage, seed_offset: int
+) -> optuna.Study:
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=spec.make_sampler(seed_offset),
+        pruner=spec.make_pruner(),
+        direction="maximize",
+    )
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    for params in spec.enqueue:
+        study.enqueue_trial(params, user_attrs={"enqueued": True})
+    return study
+
+
+def _resume(spec: StudySpec, study: optuna.Study, url: str, *, force: bool) -> None:
+    """Check ``spec`` against the stored one; with ``force``, store it instead."""
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        raise StudyError(
+            f"study {spec.name!r} exists in {storage_mod.mask_url(url)} but was not made "
+            "by hpsearch; choose another name"
+        )
+    changes = spec.differences(stored)
+    if changes and not force:
+        raise StudyError(
+            f"study {spec.name!r} exists with a different spec: {'; '.join(changes)}. "
+            "Use another study name, or --force to resume with the new spec"
+        )
+    if changes:
+        _check_resumable(spec, study)
+        # Points the edited file adds to enqueue: (queued only when a study is created).
+        before = stored.get("enqueue") or []
+        for params in spec.enqueue:
+            if params not in before:
+                study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+
+
+def _move_the_seed_on(spec: StudySpec, study: optuna.Study, seed_offset: int) -> None:
+    """Resuming must not replay an earlier session's draws: with the same seed, a random
+    sampler (or TPE's start-up phase) proposes the same points again, and those trials, seeded
+    alike, repeat their results exactly. The trials begun so far move the seed on (enqueued
+    ones are not draws, so one worker on a new study keeps the file's seed)."""
+    begun = [s for s in TrialState if s != TrialState.WAITING]
+    so_far = len(study.get_trials(deepcopy=False, states=begun))
+    if so_far:
+        offset = (seed_offset + RESUME_SEED_STRIDE * so_far) % 2**31
+        study.sampler = spec.make_sampler(offset)
 
 
 def _check_resumable(spec: StudySpec, study: optuna.Study) -> None:

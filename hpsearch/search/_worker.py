@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 from hpsearch import settings
 from hpsearch import storage as storage_mod
 from hpsearch.errors import StudyError
-from hpsearch.search._lifecycle import count_trials, open_study
+from hpsearch.search._lifecycle import Counts, count_trials, open_study
 from hpsearch.search._objective import Objective
 from hpsearch.study import StudySpec
 
@@ -172,15 +172,13 @@ def work(
     worker reproduces the study file's seed exactly and parallel workers explore differently.
     Once ``stop`` is set, KeyboardInterrupt is raised before the next trial or epoch.
     """
-    retry_seconds = db_retry_seconds()  # a bad value is an error before the study exists
+    outage = _Outage(worker, url, db_retry_seconds())  # a bad setting fails before the study
     study = open_study(spec, url, force=force, seed_offset=seed_offset)
     should_stop = stop.is_set if stop is not None else None
     objective = Objective(
         spec, worker=worker, data_dir=data_dir, threads=threads, should_stop=should_stop
     )
     summary = WorkerSummary(worker)
-    max_failed = max(spec.trials, 3)  # a study whose every trial crashes must still end
-    db_down_since: float | None = None
     while True:
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt  # the signal's own may have been lost; see Objective
@@ -188,83 +186,136 @@ def work(
             summary.reason = "timeout"
             return summary
         try:
-            with _held(storage_mod.budget_lock(url, spec.name)) as (release, still_held):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
-                storage_mod.fail_trials_without_heartbeat(study)
-                counts = count_trials(study)
-                db_down_since = None
-                if counts.done >= spec.trials:
-                    summary.reason = "budget spent"
-                    return summary
-                if counts.failed >= max_failed and (crashed := _crashed(study)) >= max_failed:
-                    summary.reason = f"stopped after {crashed} failed trials"
-                    summary.ok = False
-                    return summary
-                if counts.done + counts.running >= spec.trials:
-                    release()
-                    time.sleep(POLL_SECONDS)
-                    continue
-
-                def objective_releasing(trial: optuna.Trial) -> float:
-                    # The trial now exists as RUNNING and is counted: let the next worker in.
-                    lost = not still_held()
-                    release()
-                    if lost:  # another worker may have claimed the same slot meanwhile
-                        raise BudgetLockLost(
-                            "the database dropped the budget lock while this trial was "
-                            "created; not run, so that the budget cannot be exceeded"
-                        )
-                    return objective(trial)
-
-                study.optimize(objective_releasing, n_trials=1, catch=(Exception,))
-                summary.trials_run += 1
+            if _next_round(study, spec, url, objective, summary, outage):
+                return summary
         except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as exc:
-            # Our heartbeats lapsed (a database outage longer than the grace period) and another
-            # worker failed this trial and queued it again; Optuna then refuses to record our
-            # result ("Cannot tell a FAIL trial"), which must not count twice anyway.
-            if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a "):
-                raise
-            log.warning(
-                "%s: result not recorded: another worker failed the trial while it ran "
-                "(its heartbeats lapsed) and queued it again",
-                worker,
-            )
+            _result_refused(exc, worker)
         except Exception as exc:
-            # The database went away (restart, killed connection). pool_pre_ping reconnects on
-            # the next checkout; the trial in flight, if any, is failed by its heartbeat and
-            # retried. Keep trying for a bounded time, then stop with one clear message.
-            db_error = _database_error(exc)
-            if db_error is None and isinstance(exc, KeyError):
-                # Optuna's "Record does not exist.": the study was deleted, or (seen while
-                # PostgreSQL connections were being killed) a read came back empty.
-                if not _study_exists(study, spec.name):
-                    raise StudyError(
-                        f"{worker}: study {spec.name!r} no longer exists in "
-                        f"{storage_mod.mask_url(url)}"
-                    ) from None
-                db_error = exc
-            if db_error is None:
-                raise
-            now = time.monotonic()
-            reason = storage_mod.error_reason(url, db_error)
-            if not isinstance(db_error, storage_mod.DatabaseUnavailable):  # names no URL
-                reason = f"{storage_mod.mask_url(url)}: {reason}"
-            if db_down_since is None:
-                db_down_since = now
-                log.warning(
-                    "%s: database unavailable, retrying for up to %g s: %s",
-                    worker,
-                    retry_seconds,
-                    reason,
+            outage.wait(_lost_database(exc, study, spec, worker, url))
+
+
+def _next_round(
+    study: optuna.Study,
+    spec: StudySpec,
+    url: str,
+    objective: Objective,
+    summary: WorkerSummary,
+    outage: _Outage,
+) -> bool:
+    """One round under the budget lock: fail dead workers' trials, then end the work (True),
+    wait for running trials that may still fail and free a slot, or run one trial."""
+    with _held(storage_mod.budget_lock(url, spec.name)) as (release, still_held):
+        _fail_dead_trials(study)
+        counts = count_trials(study)
+        outage.over()
+        if _finished(study, spec, counts, summary):
+            return True
+        if counts.done + counts.running >= spec.trials:
+            release()
+            time.sleep(POLL_SECONDS)
+            return False
+
+        def objective_releasing(trial: optuna.Trial) -> float:
+            # The trial now exists as RUNNING and is counted: let the next worker in.
+            lost = not still_held()
+            release()
+            if lost:  # another worker may have claimed the same slot meanwhile
+                raise BudgetLockLost(
+                    "the database dropped the budget lock while this trial was "
+                    "created; not run, so that the budget cannot be exceeded"
                 )
-            elif now - db_down_since >= retry_seconds:
-                raise storage_mod.DatabaseLost(
-                    f"{worker}: database unavailable for over {retry_seconds:g} s, "
-                    f"giving up: {reason}"
-                ) from None
-            time.sleep(min(2.0, retry_seconds))
+            return objective(trial)
+
+        study.optimize(objective_releasing, n_trials=1, catch=(Exception,))
+        summary.trials_run += 1
+        return False
+
+
+def _fail_dead_trials(study: optuna.Study) -> None:
+    """Fail (and re-queue) the trials of workers that stopped beating, or never beat."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    storage_mod.fail_trials_without_heartbeat(study)
+
+
+def _finished(study: optuna.Study, spec: StudySpec, counts: Counts, summary: WorkerSummary) -> bool:
+    """Whether the work is over: the budget spent, or so many crashed trials that the search
+    space itself must be broken (a study whose every trial crashes must still end)."""
+    if counts.done >= spec.trials:
+        summary.reason = "budget spent"
+        return True
+    max_failed = max(spec.trials, 3)
+    if counts.failed >= max_failed and (crashed := _crashed(study)) >= max_failed:
+        summary.reason = f"stopped after {crashed} failed trials"
+        summary.ok = False
+        return True
+    return False
+
+
+def _result_refused(exc: Exception, worker: str) -> None:
+    """Our heartbeats lapsed (a database outage longer than the grace period) and another
+    worker failed this trial and queued it again; Optuna then refuses to record our result
+    ("Cannot tell a FAIL trial"), which must not count twice anyway. Anything else: raised."""
+    if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a "):
+        raise exc
+    log.warning(
+        "%s: result not recorded: another worker failed the trial while it ran "
+        "(its heartbeats lapsed) and queued it again",
+        worker,
+    )
+
+
+def _lost_database(
+    exc: Exception, study: optuna.Study, spec: StudySpec, worker: str, url: str
+) -> BaseException:
+    """The lost-database error behind ``exc``; ``exc`` itself is raised when it is no such
+    error, and a StudyError when the study is gone."""
+    db_error = _database_error(exc)
+    if db_error is None and isinstance(exc, KeyError):
+        # Optuna's "Record does not exist.": the study was deleted, or (seen while
+        # PostgreSQL connections were being killed) a read came back empty.
+        if not _study_exists(study, spec.name):
+            raise StudyError(
+                f"{worker}: study {spec.name!r} no longer exists in {storage_mod.mask_url(url)}"
+            ) from None
+        db_error = exc
+    if db_error is None:
+        raise exc
+    return db_error
+
+
+class _Outage:
+    """A database that went away (restart, killed connection): pool_pre_ping reconnects at
+    the next checkout and the trial in flight, if any, is failed by its heartbeat and retried.
+    Keep trying for ``retry_seconds``, then stop with one clear message."""
+
+    def __init__(self, worker: str, url: str, retry_seconds: float) -> None:
+        self.worker, self.url, self.retry_seconds = worker, url, retry_seconds
+        self.since: float | None = None
+
+    def over(self) -> None:
+        self.since = None
+
+    def wait(self, error: BaseException) -> None:
+        reason = storage_mod.error_reason(self.url, error)
+        if not isinstance(error, storage_mod.DatabaseUnavailable):  # names no URL
+            reason = f"{storage_mod.mask_url(self.url)}: {reason}"
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            log.warning(
+                "%s: database unavailable, retrying for up to %g s: %s",
+                self.worker,
+                self.retry_seconds,
+                reason,
+            )
+        elif now - self.since >= self.retry_seconds:
+            raise storage_mod.DatabaseLost(
+                f"{self.worker}: database unavailable for over {self.retry_seconds:g} s, "
+                f"giving up: {reason}"
+            ) from None
+        time.sleep(min(2.0, self.retry_seconds))
 
 
 def run_worker(

@@ -5,8 +5,8 @@ Optuna's ``RDBStorage``. This module opens the storage with settings that surviv
 concurrency (SQLite in WAL mode with a long busy timeout; pre-ping, recycling and connect
 timeouts for servers; heartbeats for crashed trials), checks a database before a study is
 created on it, and fails the trials of workers that died before their first heartbeat.
-URLs and their passwords are handled in hpsearch.dburl, the budget lock in hpsearch.locks;
-their public names are also reachable from here.
+URLs and their passwords are handled in ``_url``, the budget lock in ``_locks``; the
+package's ``__init__`` is the public face of all three.
 
 Passwords never reach a message: every error is masked with ``mask_url`` and ``scrub``.
 """
@@ -118,7 +118,7 @@ def _backend(storage: Any) -> Any:
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """``trial.set_user_attr`` for each of ``attrs``, in one transaction on hpsearch's
-    database storage (benchmarks/README.md, storage_overhead.py), one by one elsewhere."""
+    database storage (one round trip instead of one per attribute), one by one elsewhere."""
     backend = _backend(trial.storage)
     if not isinstance(backend, _RDBStorage) or len(attrs) < 2:
         for key, value in attrs.items():
@@ -225,7 +225,7 @@ def count_states(study: optuna.Study) -> dict[TrialState, int] | None:
     Optuna's API that is a ``get_all_trials``: several queries (trials, parameters, values,
     attributes) and a cached copy of every trial, to answer with five numbers. (A worker
     saves less than it seems: Optuna's cache then reads the new trials at the sampler's next
-    call instead; benchmarks/README.md.)
+    call instead; benchmarks/storage_overhead.py measures it.)
     """
     backend = _backend(study._storage)
     if not isinstance(backend, optuna.storages.RDBStorage):

@@ -183,12 +183,11 @@ def _memory_lock(url: str, name: str, timeout: float, what: str) -> Iterator[Non
 def _lock_engine(url: str, pid: int) -> Engine:
     """Connections for locks, one per held lock, pooled between uses.
 
-    A worker takes the budget lock before every trial; with a new server connection each
-    time, a lock round cost 4.1 ms on a local PostgreSQL, 0.9 ms pooled (benchmarks/README.md).
-    A pooled connection
-    returns to the pool only after its lock was released (see db_lock), is pinged before
-    reuse (the server may have dropped it), and closes with its process, which releases any
-    lock it holds. ``pid`` keys the cache: a forked child must not reuse its parent's sockets.
+    A worker takes the budget lock before every trial, and a new server connection each
+    time would cost several times the lock itself. A pooled connection returns to the pool
+    only after its lock was released (see db_lock), is pinged before reuse (the server may
+    have dropped it), and closes with its process, which releases any lock it holds. ``pid``
+    keys the cache: a forked child must not reuse its parent's sockets.
     """
     parsed = make_url(url)
     try:

@@ -9,7 +9,7 @@ median and percentile pruners every finished trial. At most epochs the answer ca
 and percentile pruners only from ``n_warmup_steps`` on, every ``interval_steps`` (and at
 epoch 1). The objective reports every epoch, so no rung or interval step is ever passed
 over, and asking only at these epochs gives the same decisions with a fraction of the reads
-(tests/test_pruning.py compares the two; benchmarks/README.md, storage_overhead.py).
+(tests/test_pruning.py compares the two; benchmarks/storage_overhead.py, the reads).
 """
 
 from __future__ import annotations

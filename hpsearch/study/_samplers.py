@@ -1,7 +1,7 @@
 """A study file's sampler: the Optuna samplers a file may name, their options checked at load
 time against the sampler's own signature, and building one for a worker.
 
-``parse_options`` is shared with the pruners (hpsearch.pruning): an option the class does not
+``parse_options`` is shared with the pruners (``_pruners``): an option the class does not
 take, or a value of the wrong type, is an error naming the file and the dotted field, not a
 ``TypeError`` when the first worker builds the sampler.
 """

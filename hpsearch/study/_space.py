@@ -94,6 +94,10 @@ def show(value: Any) -> str:
 # --- parameters -----------------------------------------------------------------------------------
 
 
+# A parameter's ``when``: the earlier params it looks at and the values that activate it.
+Condition = dict[str, tuple[Any, ...]] | None
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One searched parameter; ``when`` maps earlier params to the values that activate it."""
@@ -207,6 +211,25 @@ def _parse_param(
     epochs: int,
 ) -> ParamSpec:
     where = f"space.{name}"
+    _check_searchable(src, where, name, fixed)
+    raw = as_mapping(src, where, raw, "{low: 0.0, high: 0.5} or {choices: [a, b]}")
+    check_keys(src, where, raw, _PARAM_KEYS)
+    when = _parse_when(src, where, raw.get("when"), fixed, earlier, names)
+    log = False if raw.get("log") is None else raw["log"]
+    if not isinstance(log, bool):
+        fail(src, f"{where}.log", f"expected true or false, got {log!r}")
+    if raw.get("choices") is not None:
+        spec = _parse_choices(src, where, name, raw, when)
+        points = [(f"choices[{i}]", v) for i, v in enumerate(spec.choices or ())]
+    else:
+        spec = _parse_range(src, where, name, raw, log, when)
+        points = [("low", spec.low), ("high", spec.high)]
+    for label, value in points:  # each end of the range, each choice: a valid configuration
+        check_config(src, f"{where}.{label}", name, {**fixed, name: value, "epochs": epochs})
+    return spec
+
+
+def _check_searchable(src: str, where: str, name: str, fixed: Mapping[str, Any]) -> None:
     if name not in cfg.FIELDS:
         fail(src, where, f"unknown parameter (not a config field){did_you_mean(name, cfg.FIELDS)}")
     if name in fixed:
@@ -215,60 +238,61 @@ def _parse_param(
         fail(src, where, "cannot be searched; set budget.epochs (pruners stop weak trials early)")
     if name == "threads":  # speed, not the model: and run sets each worker's count itself
         fail(src, where, "cannot be searched; it sets speed, not the model: fix config.threads")
-    raw = as_mapping(src, where, raw, "{low: 0.0, high: 0.5} or {choices: [a, b]}")
-    check_keys(src, where, raw, _PARAM_KEYS)
-    when = _parse_when(src, where, raw.get("when"), fixed, earlier, names)
-    low = high = step = None
-    choices = raw.get("choices")
-    log = False if raw.get("log") is None else raw["log"]
-    if not isinstance(log, bool):
-        fail(src, f"{where}.log", f"expected true or false, got {log!r}")
-    if choices is not None:
-        extra = [k for k in ("low", "high", "log", "step") if raw.get(k) not in (None, False)]
-        extra += [k for k in ("low", "high", "step") if raw.get(k) in (0, False)]
-        if extra:
-            fail(src, where, f"choices cannot be combined with {', '.join(extra)}; give one form")
-        if not isinstance(choices, list) or not choices:
-            fail(src, f"{where}.choices", f"expected a non-empty list, got {choices!r}")
-        values = tuple(coerce(src, f"{where}.choices", name, v) for v in choices)
-        if len({show(v) for v in values}) < len(values):
-            fail(src, f"{where}.choices", f"duplicate values in {show(list(values))}")
-        spec = ParamSpec(name, "categorical", None, None, False, None, values, when)
-    else:
-        kind = _numeric_kind(name)
-        if kind is None:
-            allowed = cfg.field_choices(name) or ("true", "false")
-            fail(src, where, f"needs choices, e.g. {{choices: [{', '.join(allowed)}]}}")
-        for key in ("low", "high"):
-            if raw.get(key) is None:
-                fail(src, where, f"missing {key}; give low and high (or choices)")
-        low = coerce(src, f"{where}.low", name, raw["low"])
-        high = coerce(src, f"{where}.high", name, raw["high"])
-        for key, value in (("low", low), ("high", high)):
-            if not math.isfinite(value):
-                fail(src, f"{where}.{key}", f"must be a finite number, got {value}")
-        if low >= high:
-            fail(src, where, f"low ({low}) must be < high ({high}); use choices for one value")
-        if log and low <= 0:
-            fail(src, f"{where}.low", f"log scale needs low > 0, got {low}; e.g. low: 1.0e-6")
-        if raw.get("step") is not None:
-            step = coerce(src, f"{where}.step", name, raw["step"])
-            if log:
-                fail(src, f"{where}.step", f"step ({step}) cannot be combined with log: true")
-            if not (math.isfinite(step) and step > 0):
-                fail(src, f"{where}.step", f"must be > 0, got {step}")
-            ratio = (high - low) / step
-            if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
-                fail(src, f"{where}.step", f"high - low ({high - low}) is not a multiple of {step}")
-        spec = ParamSpec(name, kind, low, high, log, step, None, when)
-    points = (
-        [(f"choices[{i}]", v) for i, v in enumerate(spec.choices)]
-        if spec.choices is not None
-        else [("low", low), ("high", high)]
-    )
-    for label, value in points:
-        check_config(src, f"{where}.{label}", name, {**fixed, name: value, "epochs": epochs})
-    return spec
+
+
+def _parse_choices(
+    src: str, where: str, name: str, raw: Mapping[str, Any], when: Condition
+) -> ParamSpec:
+    choices = raw["choices"]
+    extra = [k for k in ("low", "high", "log", "step") if raw.get(k) not in (None, False)]
+    extra += [k for k in ("low", "high", "step") if raw.get(k) in (0, False)]
+    if extra:
+        fail(src, where, f"choices cannot be combined with {', '.join(extra)}; give one form")
+    if not isinstance(choices, list) or not choices:
+        fail(src, f"{where}.choices", f"expected a non-empty list, got {choices!r}")
+    values = tuple(coerce(src, f"{where}.choices", name, v) for v in choices)
+    if len({show(v) for v in values}) < len(values):
+        fail(src, f"{where}.choices", f"duplicate values in {show(list(values))}")
+    return ParamSpec(name, "categorical", None, None, False, None, values, when)
+
+
+def _parse_range(
+    src: str, where: str, name: str, raw: Mapping[str, Any], log: bool, when: Condition
+) -> ParamSpec:
+    kind = _numeric_kind(name)
+    if kind is None:
+        allowed = cfg.field_choices(name) or ("true", "false")
+        fail(src, where, f"needs choices, e.g. {{choices: [{', '.join(allowed)}]}}")
+    for key in ("low", "high"):
+        if raw.get(key) is None:
+            fail(src, where, f"missing {key}; give low and high (or choices)")
+    low = coerce(src, f"{where}.low", name, raw["low"])
+    high = coerce(src, f"{where}.high", name, raw["high"])
+    for key, value in (("low", low), ("high", high)):
+        if not math.isfinite(value):
+            fail(src, f"{where}.{key}", f"must be a finite number, got {value}")
+    if low >= high:
+        fail(src, where, f"low ({low}) must be < high ({high}); use choices for one value")
+    if log and low <= 0:
+        fail(src, f"{where}.low", f"log scale needs low > 0, got {low}; e.g. low: 1.0e-6")
+    step = None
+    if raw.get("step") is not None:
+        step = _parse_step(src, f"{where}.step", name, raw["step"], low, high, log)
+    return ParamSpec(name, kind, low, high, log, step, None, when)
+
+
+def _parse_step(
+    src: str, where: str, name: str, raw: Any, low: float, high: float, log: bool
+) -> float | int:
+    step = coerce(src, where, name, raw)
+    if log:
+        fail(src, where, f"step ({step}) cannot be combined with log: true")
+    if not (math.isfinite(step) and step > 0):
+        fail(src, where, f"must be > 0, got {step}")
+    ratio = (high - low) / step
+    if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
+        fail(src, where, f"high - low ({high - low}) is not a multiple of {step}")
+    return step
 
 
 def _parse_when(

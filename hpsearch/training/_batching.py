@@ -4,17 +4,17 @@ Each batch holds questions of (nearly) the same length, sorted longest first and
 its longest question, together with everything ``PackedSequence`` needs: the token ids
 already in packed (time-major) order and the per-step batch sizes. The model then packs for
 free: it embeds ``packed_tokens`` directly instead of embedding pads and gathering them away
-with ``pack_padded_sequence`` on every forward (the report measured +20% per epoch for that).
+with ``pack_padded_sequence`` on every forward, which the seed report found costly.
 
 Training batches change every epoch: questions are sorted by (length, random tie-break), cut
 into batches, and the batch order is shuffled, all from a generator seeded with
-``seed + epoch``, so a run is reproducible and every epoch sees different batches. Building
-an epoch's batches takes ~5 ms (about 1% of a default epoch on CPU), once, before its first
-step; the split's tensors themselves are encoded once per process (hpsearch.data).
+``seed + epoch``, so a run is reproducible and every epoch sees different batches. An
+epoch's batches are built once, before its first step; the split's tensors themselves are
+encoded once per process (``_data``).
 
 On a GPU the batches are built on the CPU and an epoch's worth is copied over at once, one
-copy per field (``_to_device``): a copy per tensor per batch was five host syncs per step,
-and a CUDA epoch of this small model is bound by the host, not the GPU (benchmarks/README.md).
+copy per field (``_to_device``): a copy per tensor per batch would be five host syncs per
+step, and a CUDA epoch of this small model is bound by the host, not the GPU.
 """
 
 from __future__ import annotations

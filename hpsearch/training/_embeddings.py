@@ -74,8 +74,8 @@ def _glove_words() -> Any:
 
 
 def _glove_table() -> _Table:
-    # Looking up only the vocabulary in the Arrow column (~30 ms) beats building a
-    # 400k-entry Python dict or KeyedVectors (~0.5 s) for the ~8k TREC words.
+    # Looking up only the vocabulary in the Arrow column beats building a 400k-entry
+    # Python dict or KeyedVectors for a vocabulary of a few thousand words.
     words = _glove_words()  # first: it explains a missing package or pyarrow
 
     import pyarrow as pa

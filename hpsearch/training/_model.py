@@ -41,7 +41,7 @@ class RNNClassifier(nn.Module):
         self.packed = cfg.packed
         self.pooling = cfg.pooling
         self.directions = 2 if cfg.bidirectional else 1
-        # The packed tanh RNN has a faster CPU implementation (hpsearch.rnn); same weights.
+        # The packed tanh RNN has a faster CPU implementation (``_rnn``); same weights.
         self.fast_rnn = cfg.cell == "rnn" and cfg.packed and not cfg.bidirectional
         if embeddings is not None:
             if tuple(embeddings.shape) != (vocab_size, cfg.embedding_dim):

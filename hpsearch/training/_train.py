@@ -1,11 +1,11 @@
 """Training: one configuration, epoch by epoch; the whole loop reads top to bottom in ``train``.
 
-Why the loop looks the way it does (figures in benchmarks/README.md):
+Why the loop looks the way it does (benchmarks/epoch.py measures it):
 
 * With torch's default Adam, the step over the ~0.9M weights (mostly the embedding) costs
   more than the RNN's forward and backward together. The L2 penalty gives every weight a
   gradient every step, so no exact sparse update exists; the fused (single pass) kernels of
-  Adam/AdamW/SGD/Adagrad are used instead, ~10x cheaper on CPU.
+  Adam/AdamW/SGD/Adagrad are used instead, far cheaper on CPU.
 * The penalty alpha * sum(w^2) (or alpha * sum|w|) over all parameters is not an autograd
   term: its exact gradient, 2 * alpha * w (or alpha * sign(w)), is written into the gradient
   buffers before the backward pass, which accumulates the data gradient on top. The same
@@ -15,7 +15,7 @@ Why the loop looks the way it does (figures in benchmarks/README.md):
 * The gradient buffers persist across steps and, on the CPU, the embedding emits a sparse
   gradient, which autograd adds in place into the dense buffer: no [vocab x dim] allocation,
   zero-fill and copy per step. Writing the penalty gradient doubles as the zeroing.
-* Batches come length-bucketed and pre-packed (hpsearch.batching), and nothing is read back
+* Batches come length-bucketed and pre-packed (``_batching``), and nothing is read back
   to the host per batch: losses stay tensors until the end of the epoch, where a non-finite
   one is located and reported as ``TrainingDiverged``.
 """
@@ -188,7 +188,7 @@ def train(
     # Persistent dense gradients: backward accumulates into them in place, and the sparse
     # embedding gradient (only the rows of the batch's words) is scattered straight in.
     # Only on the CPU: on CUDA, adding a sparse gradient coalesces it, two host syncs per
-    # step, and dense was 6% faster there (benchmarks/README.md); MPS has no sparse gradients.
+    # step, so dense gradients are the faster choice there; MPS has no sparse gradients.
     sparse_ok = device.type == "cpu"
     model.embedding.sparse = model.embedding.weight.requires_grad and sparse_ok
     for p in params:
