@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial
 from rich.console import Console, Group
@@ -15,27 +15,11 @@ from rich.table import Table
 from rich.text import Text
 
 from hpsearch.config import TrainConfig
+from hpsearch.results import format_clock, format_params
 from hpsearch.search import Progress, best_trial
 
 if TYPE_CHECKING:
     from hpsearch.training import Dataset, EpochStats, TrainResult
-
-
-def _fmt_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def format_params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_fmt_value(v)}" for k, v in params.items())
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def status(progress: Progress) -> Group:
@@ -44,7 +28,7 @@ def status(progress: Progress) -> Group:
     elapsed = time.time() - progress.started
     eta = "-"
     if 0 < counts.done < budget:
-        eta = _duration(elapsed / counts.done * (budget - counts.done))
+        eta = format_clock(elapsed / counts.done * (budget - counts.done))
     elif counts.done >= budget:
         eta = "0:00"
     head = Text.assemble(
@@ -54,7 +38,7 @@ def status(progress: Progress) -> Group:
         (f"pruned {counts.pruned}  ", "yellow"),
         (f"failed {counts.failed}  ", "red"),
         f"running {counts.running}  workers {progress.workers_alive}  ",
-        f"elapsed {_duration(elapsed)}  ETA {eta}",
+        f"elapsed {format_clock(elapsed)}  ETA {eta}",
     )
     best = best_trial(progress.study)
     line = (

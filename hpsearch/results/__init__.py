@@ -5,6 +5,7 @@ from hpsearch.results._catalog import render_studies, study_rows
 from hpsearch.results._evaluate import Evaluation, evaluate_study
 from hpsearch.results._evaluate import render as render_evaluation
 from hpsearch.results._export import best_export, render_best, to_json, trials_csv
+from hpsearch.results._format import format_clock, format_mean_std, format_params, format_value
 from hpsearch.results._reading import (
     best_complete_trial,
     database_exists,
@@ -20,6 +21,10 @@ __all__ = [
     "compare",
     "database_exists",
     "evaluate_study",
+    "format_clock",
+    "format_mean_std",
+    "format_params",
+    "format_value",
     "load_study_for_reading",
     "render_best",
     "render_compare",

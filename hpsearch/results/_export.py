@@ -26,6 +26,7 @@ from rich.table import Table
 from hpsearch import config as config_mod
 from hpsearch import files as outfile
 from hpsearch import storage as storage_mod
+from hpsearch.results._format import format_value
 from hpsearch.results._reading import (
     best_complete_trial,
     load_study_for_reading,
@@ -70,7 +71,7 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _duration(trial: FrozenTrial) -> float | None:
+def _trial_seconds(trial: FrozenTrial) -> float | None:
     if trial.datetime_start is None or trial.datetime_complete is None:
         return None
     return round((trial.datetime_complete - trial.datetime_start).total_seconds(), 3)
@@ -107,7 +108,7 @@ def best_export(study_name: str, url: str) -> dict[str, Any]:
         "learning_curve": {str(k): v for k, v in sorted(best.intermediate_values.items())},
         "datetime_start": _iso(best.datetime_start),
         "datetime_complete": _iso(best.datetime_complete),
-        "duration_s": _duration(best),
+        "duration_s": _trial_seconds(best),
         "counts": counts,
         "spec": study.user_attrs.get(SPEC_ATTR),
         "evaluation": current_evaluation(study, best),
@@ -173,7 +174,7 @@ def trials_rows(study: optuna.Study, url: str) -> tuple[list[str], list[list[str
     rows = []
     for t in trials:
         row = [t.number, t.state.name, t.value, t.datetime_start, t.datetime_complete]
-        row += [_duration(t)]
+        row += [_trial_seconds(t)]
         row += [t.params.get(p) for p in params] + [t.user_attrs.get(a) for a in attrs]
         rows.append([_cell(v, url) for v in row])
     return header, rows
@@ -193,12 +194,6 @@ def trials_csv(study_name: str, url: str) -> str:
 # --- rendering ------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
 def config_differences(config: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(field, value, default) for every field that differs from ``TrainConfig``'s default."""
     defaults = config_mod.TrainConfig().to_dict()
@@ -213,7 +208,7 @@ def render_best(data: dict[str, Any]) -> RenderableType:
     summary.add_row("best valid acc", f"{data['best_value']:.4f}")
     summary.add_row("trial", str(data["best_trial"]))
     attrs = data.get("user_attrs", {})
-    summary.add_row("best epoch", _fmt(attrs.get("best_epoch")))
+    summary.add_row("best epoch", format_value(attrs.get("best_epoch")))
     summary.add_row(
         "trials",
         f"{counts.get('complete', 0)} complete, {counts.get('pruned', 0)} pruned, "
@@ -230,11 +225,11 @@ def render_best(data: dict[str, Any]) -> RenderableType:
     params.add_column("name")
     params.add_column("value", justify="right")
     for name, value in data.get("params", {}).items():
-        params.add_row(name, _fmt(value))
+        params.add_row(name, format_value(value))
     changes = Table(title="config vs defaults")
     changes.add_column("field")
     changes.add_column("value", justify="right")
     changes.add_column("default", justify="right")
     for name, value, default in config_differences(data.get("config", {})):
-        changes.add_row(name, _fmt(value), _fmt(default))
+        changes.add_row(name, format_value(value), format_value(default))
     return Group(summary, params, changes)

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import files as outfile
 from hpsearch.errors import UsageError
+from hpsearch.results._format import format_value
 from hpsearch.results._study_data import BINS, METRIC, StudyData, aggregate, state_name
 
 if TYPE_CHECKING:
@@ -332,7 +333,7 @@ def _html_page(info: dict[str, Any], figures: dict[str, Any]) -> str:
     rows = [
         ("trials", f"{info['counts']['total']} ({counts})"),
         ("best", f"trial {best['trial']}: {best['value']:.4f} {METRIC}"),
-        ("best params", ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())),
+        ("best params", ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items())),
         ("epochs trained", f"{info['epochs_trained']} in {info['training_seconds']:.0f} s"),
     ]
     evaluation = info.get("evaluation")
@@ -362,7 +363,3 @@ across the values tried, unless at most {BINS} values were tried: then each has 
 {sections}
 </body></html>
 """
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -21,6 +21,7 @@ from hpsearch import storage as storage_mod
 from hpsearch.errors import UsageError
 from hpsearch.results import _export as export
 from hpsearch.results import _reading as reading
+from hpsearch.results._format import format_clock, format_mean_std
 from hpsearch.results._study_data import METRIC, StudyData, counts_by_state, load, total
 from hpsearch.search import best_trial
 
@@ -145,16 +146,6 @@ def compare(
     return rows
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    return "-" if mean is None else f"{mean:.4f} ± {std or 0.0:.4f}"
-
-
-def _duration(seconds: float) -> str:
-    minutes, s = divmod(int(seconds), 60)
-    h, m = divmod(minutes, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def _bold_if(condition: bool, text: str) -> str:
     return f"[bold]{text}[/bold]" if condition else text
 
@@ -173,15 +164,15 @@ def render_compare(rows: Sequence[dict[str, Any]]) -> Table:
     }
     for r in rows:
         valid = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
-        test = _pm(r["test_mean"], r["test_std"])
+        test = format_mean_std(r["test_mean"], r["test_std"])
         table.add_row(
             escape(r["study"]),
             _bold_if(r["best_value"] is not None and r["best_value"] == top["best_value"], valid),
             "-" if r["best_trial"] is None else str(r["best_trial"]),
-            _pm(r["valid_mean"], r["valid_std"]),
+            format_mean_std(r["valid_mean"], r["valid_std"]),
             _bold_if(r["test_mean"] is not None and r["test_mean"] == top["test_mean"], test),
             "-" if r["seeds"] is None else str(r["seeds"]),
             *(str(r[k]) for k in ("complete", "pruned", "failed", "epochs")),
-            _duration(r["seconds"]),
+            format_clock(r["seconds"]),
         )
     return table
