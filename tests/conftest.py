@@ -1,4 +1,5 @@
-"""Shared fixtures: the TREC data directory and the database servers.
+"""Shared fixtures: the TREC data directory, the database servers, and the working directories
+and environments that tests in both tests/unit/ and tests/system/ start from.
 
 Database tests never skip in CI: with CI=true an unreachable server is a failure, so a broken
 CI machine cannot pass by running nothing.
@@ -8,9 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from tests.helpers.network import closed_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TREC = REPO.parent / "shared" / "data" / "trec"
@@ -89,3 +94,45 @@ def mysql_url() -> str:
         3306,
         "MySQL/MariaDB",
     )
+
+
+# --- working directories and environments (each used by a unit and a system test file) --------
+
+
+@pytest.fixture
+def cli(tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A runner in an empty working directory (the SQLite default lands there); test_cli.py."""
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("HPSEARCH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(trec_dir))
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping inside the messages checked below
+    return CliRunner()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty working directory, no HPSEARCH_* settings but the data directory, and no
+    download possible; every test of test_hostile_input.py uses it."""
+    for name in (
+        "HPSEARCH_STORAGE",
+        "HPSEARCH_STUDIES_DIR",
+        "HPSEARCH_DB_RETRY_SECONDS",
+        "HPSEARCH_HEARTBEAT_INTERVAL",
+        "HPSEARCH_GRACE_PERIOD",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(trec_dir))
+    monkeypatch.setenv("HPSEARCH_TREC_URL", f"http://127.0.0.1:{closed_port()}/")
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+@pytest.fixture
+def clean_storage_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No storage URL or heartbeat settings from the environment; every test of
+    test_storage.py uses it."""
+    from hpsearch import settings
+
+    for name in (settings.STORAGE, settings.HEARTBEAT_INTERVAL, settings.GRACE_PERIOD):
+        monkeypatch.delenv(name, raising=False)

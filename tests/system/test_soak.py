@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +23,13 @@ import yaml
 
 from hpsearch import search, storage
 from hpsearch import study as studyfile
+from tests.helpers.network import free_port
 
 TRIALS = 40
 HPSEARCH = (sys.executable, "-m", "hpsearch")
 WORKERS = 4
 # What a lost write race looks like in any of the processes' output.
 LOCK_ERRORS = ("database is locked", "deadlock", "could not obtain lock", "Traceback")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get_json(url: str) -> Any:

@@ -1,46 +1,24 @@
 """docker-compose.yml, Dockerfile and .env.example agree with the code and keep secrets out.
 
-There is no Docker engine here, so the compose file is checked by parsing it; where a compose
-client is installed, it also has to accept the file.
+There is no Docker engine here, so the compose file is checked by parsing it. The services'
+commands run as CLI commands, and a compose client where one is installed, in
+tests/system/test_compose.py.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import shutil
-import subprocess
-import sys
 import tomllib
-from pathlib import Path
-from typing import Any
-
-import pytest
-import yaml
 
 from hpsearch import study as studyfile
-
-REPO = Path(__file__).resolve().parents[1]
-# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
-VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
-APP_SERVICES = ("worker", "dashboard")
-
-
-@functools.cache
-def compose() -> dict[str, Any]:
-    data = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert isinstance(data, dict)
-    return data
-
-
-def services() -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = compose()["services"]
-    return found
-
-
-def with_defaults(text: str) -> str:
-    """Interpolate as compose would with an empty environment (required ones as 'x')."""
-    return VARIABLE.sub(lambda m: m["arg"] if m["op"] in ("-", ":-") else "x", text)
+from tests.helpers.compose import (
+    APP_SERVICES,
+    REPO,
+    VARIABLE,
+    command,
+    compose,
+    services,
+)
 
 
 def env_example() -> dict[str, str]:
@@ -50,12 +28,6 @@ def env_example() -> dict[str, str]:
             key, _, value = line.partition("=")
             pairs[key.strip()] = value.strip()
     return pairs
-
-
-def command(service: str) -> list[str]:
-    cmd = services()[service]["command"]
-    assert isinstance(cmd, list), f"{service}: use the list form of command (no shell parsing)"
-    return [with_defaults(str(part)) for part in cmd]
 
 
 def published(service: str) -> list[str]:
@@ -149,22 +121,6 @@ def test_environment_names_are_ones_the_code_reads() -> None:
     assert documented["STUDY"] == study_default["arg"]
 
 
-@pytest.mark.parametrize("service", APP_SERVICES)
-def test_commands_are_real_cli_commands(service: str) -> None:
-    cmd = command(service)
-    result = subprocess.run(
-        [sys.executable, "-m", "hpsearch", cmd[0], "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stderr
-    for option in (part for part in cmd if part.startswith("--")):
-        shown = re.search(rf"{re.escape(option)}(?![\w-])", result.stdout)
-        assert shown, f"`hpsearch {cmd[0]}` has no {option}"
-
-
 def test_default_study_exists() -> None:
     cmd = command("worker")
     name = cmd[cmd.index("--study") + 1]
@@ -193,34 +149,3 @@ def test_dockerfile_matches_compose_and_pyproject() -> None:
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     for pattern in (".git", "*.db", "*.label"):
         assert pattern in ignored
-
-
-def _compose_client() -> list[str] | None:
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    path = shutil.which("docker-compose")
-    return [path] if path else None
-
-
-def test_compose_client_accepts_the_file(tmp_path: Path) -> None:
-    client = _compose_client()
-    if client is None:
-        pytest.skip("no docker compose client installed")
-    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    args = [*client, "--project-directory", str(REPO), "-f", str(REPO / "docker-compose.yml")]
-    missing = subprocess.run(
-        [*args, "config"], capture_output=True, text=True, env=base, timeout=60, cwd=tmp_path
-    )
-    assert missing.returncode != 0
-    assert "set POSTGRES_PASSWORD in .env" in missing.stdout + missing.stderr
-    ok = subprocess.run(
-        [*args, "config"],
-        capture_output=True,
-        text=True,
-        env={**base, "POSTGRES_PASSWORD": "pw", "DASHBOARD_PASSWORD": "pw"},
-        timeout=60,
-        cwd=tmp_path,
-    )
-    assert ok.returncode == 0, ok.stderr

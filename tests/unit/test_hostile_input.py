@@ -3,88 +3,26 @@ what is allowed, exit status 2, and nothing written to the database."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import socket
-import subprocess
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from typer.testing import CliRunner, Result
 
-from hpsearch import cli, search, storage
+from hpsearch import search, storage
 from hpsearch import study as studyfile
+from tests.helpers.hostile_input import (
+    BASE,
+    PASSWORD,
+    SQLITE,
+    edit,
+    invoke,
+    no_database,
+    one_line_error,
+    write,
+)
 
-PASSWORD = "Hunter2-" + uuid.uuid4().hex[:8]
-
-BASE = """\
-name: bad
-config: {hidden_dim: 8, embedding_dim: 8, batch_size: 256, threads: 1}
-space:
-  lr: {low: 1.0e-3, high: 1.0e-2, log: true}
-sampler: {name: random, seed: 0}
-pruner: none
-budget: {trials: 2, epochs: 1}
-"""
-
-
-def edit(old: str, new: str) -> str:
-    assert old in BASE, old
-    return BASE.replace(old, new, 1)
-
-
-@pytest.fixture(autouse=True)
-def workdir(tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in (
-        "HPSEARCH_STORAGE",
-        "HPSEARCH_STUDIES_DIR",
-        "HPSEARCH_DB_RETRY_SECONDS",
-        "HPSEARCH_HEARTBEAT_INTERVAL",
-        "HPSEARCH_GRACE_PERIOD",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HPSEARCH_DATA_DIR", str(trec_dir))
-    monkeypatch.setenv("HPSEARCH_TREC_URL", f"http://127.0.0.1:{closed_port()}/")
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # closed again when the socket is
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-def invoke(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli.app, [str(a) for a in args])
-
-
-def one_line_error(result: Result) -> str:
-    """The single ``error: ...`` line of a usage error (exit status 2, no traceback)."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), lines[0]
-    assert result.stdout == ""
-    return lines[0]
-
-
-def no_database(directory: Path) -> None:
-    assert sorted(p.name for p in directory.glob("study.db*")) == []
-
-
-SQLITE = "sqlite:///study.db"
+pytestmark = pytest.mark.usefixtures("workdir")
 
 SPEC_CASES = {
     "yaml syntax": (
@@ -204,49 +142,6 @@ def test_bad_worker_settings_fail_before_the_study_exists(
     no_database(workdir)
 
 
-def test_errors_reach_the_terminal_as_one_line(workdir: Path) -> None:
-    """The real process: no banner before the error, no wrapping, no traceback."""
-    path = write(workdir / "study.yaml", edit("space:", "sapce:"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "hpsearch", "run", "-s", str(path), "--storage", SQLITE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: study.yaml: sapce:")
-    no_database(workdir)
-
-
-# --- storage URLs ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts TCP connections and never says a word."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    server.settimeout(0.2)
-    stop = False
-
-    def serve() -> None:
-        while not stop:
-            with contextlib.suppress(OSError):
-                accepted.append(server.accept()[0])
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        stop = True
-        thread.join()
-        for sock in accepted:
-            sock.close()
-        server.close()
-
-
 URL_CASES = {
     "malformed": (
         f"postgresql://hp:{PASSWORD}@db.example:notaport/hp",
@@ -274,37 +169,6 @@ def test_bad_storage_url(workdir: Path, url: str, expected: list[str]) -> None:
     for fragment in expected:
         assert fragment in line
     assert PASSWORD not in line
-
-
-def test_refused_connection_with_a_password_is_masked(workdir: Path) -> None:
-    path = write(workdir / "study.yaml", BASE)
-    port = closed_port()
-    url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/test"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hpsearch", "run", "-s", str(path), "--storage", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert PASSWORD not in proc.stdout + proc.stderr
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith(
-        f"error: cannot connect to postgresql+psycopg://postgres:***@127.0.0.1:{port}/test: "
-    )
-    assert "refused" in proc.stderr
-
-
-def test_unreachable_database_fails_within_the_connect_timeout(
-    workdir: Path, silent_server: int
-) -> None:
-    path = write(workdir / "study.yaml", BASE)
-    url = f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{silent_server}/test"
-    started = time.monotonic()
-    line = one_line_error(invoke("run", "-s", path, "--storage", url))
-    assert time.monotonic() - started < 25  # the default connect timeout is 10 s
-    assert line.startswith("error: cannot connect to postgresql+psycopg://postgres:***@")
-    assert "timeout" in line.lower() and PASSWORD not in line
 
 
 # --- data and embeddings ---------------------------------------------------------------------
@@ -399,18 +263,6 @@ def test_a_searched_embedding_size_the_vectors_lack(workdir: Path) -> None:
     line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
     assert f'a trial can draw {{"embeddings": "{vectors}"}}, but' in line
     no_database(workdir)
-
-
-@pytest.mark.postgres
-def test_bad_input_writes_nothing_to_postgres(workdir: Path, postgres_url: str) -> None:
-    name = f"hostile-{uuid.uuid4().hex[:10]}"
-    text = edit("name: bad", f"name: {name}").replace(
-        "threads: 1}", "threads: 1, embeddings: x.txt}"
-    )
-    path = write(workdir / "study.yaml", text)
-    line = one_line_error(invoke("run", "-s", path, "--storage", postgres_url))
-    assert line == "error: embeddings: x.txt: file not found"
-    assert name not in optuna.get_all_study_names(storage=postgres_url)
 
 
 # --- an existing study -----------------------------------------------------------------------

@@ -33,6 +33,7 @@ from hpsearch.search import _launcher as launcher
 from hpsearch.search._process import WorkerOrder
 
 STUDY = "reg"
+
 # The report's section 1.3 search (lr, dropout, L2 alpha, clipping) on a model small enough
 # that a trial takes a fraction of a second: process start-up dominates the run.
 STUDY_YAML = f"""\
@@ -56,7 +57,9 @@ budget: {{trials: 40, epochs: 2}}
 enqueue:
   - {{lr: 3.0e-2, dropout: 0.0, alpha: 1.0e-6, grad_clip: 5.0}}
 """
+
 TRIALS = 12
+
 WORKERS = 2  # no more than CI's cores: run starts at most one worker per core
 
 
@@ -229,13 +232,6 @@ def test_changed_spec_is_refused_unless_forced(finished: Finished, runner: CliRu
         assert lr.high == 5.0e-2  # the new space is the one searched
     finally:
         storage.engine.dispose()
-
-
-@pytest.mark.parametrize(
-    ("workers", "cores", "threads"), [(1, 2, 2), (4, 2, 1), (2, 16, 8), (3, 16, 5), (8, 1, 1)]
-)
-def test_threads_per_worker_never_oversubscribes(workers: int, cores: int, threads: int) -> None:
-    assert launcher.threads_per_worker(workers, cores) == threads
 
 
 def test_workers_beyond_the_cores_run_one_per_core(tmp_path: Path, trec_dir: Path) -> None:

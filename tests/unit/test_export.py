@@ -10,10 +10,7 @@ from typing import Any
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution
-from optuna.trial import TrialState
 from rich.console import Console
-from sqlalchemy.engine import make_url
 
 from hpsearch import config, search, storage
 from hpsearch import study as studyfile
@@ -22,61 +19,7 @@ from hpsearch.results import _catalog as catalog
 from hpsearch.results import _export as export
 from hpsearch.results import _reading as reading
 from hpsearch.training import _data as data
-
-STUDY_YAML = """\
-name: {name}
-description: a tiny study for export tests
-config: {{hidden_dim: 8, embedding_dim: 8, batch_size: 256}}
-space:
-  lr: {{low: 1.0e-4, high: 1.0e-1, log: true}}
-  cell: {{choices: [rnn, gru]}}
-sampler: {{name: random}}
-pruner: {{name: none}}
-budget: {{trials: 6, epochs: 1}}
-"""
-DISTRIBUTIONS = {
-    "lr": FloatDistribution(1e-4, 1e-1, log=True),
-    "cell": CategoricalDistribution(["rnn", "gru"]),
-}
-# (state, value, params); trial 1 is the best.
-TRIALS: list[tuple[TrialState, float | None, dict[str, Any]]] = [
-    (TrialState.COMPLETE, 0.71, {"lr": 1e-3, "cell": "rnn"}),
-    (TrialState.COMPLETE, 0.83, {"lr": 3e-3, "cell": "gru"}),
-    (TrialState.PRUNED, 0.40, {"lr": 5e-2, "cell": "rnn"}),
-    (TrialState.FAIL, None, {"lr": 9e-2, "cell": "gru"}),
-]
-
-
-def write_spec(directory: Path, name: str = "tiny") -> studyfile.StudySpec:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.yaml"
-    path.write_text(STUDY_YAML.format(name=name), encoding="utf-8")
-    return studyfile.load_study(path)
-
-
-def build_study(spec: studyfile.StudySpec, url: str, *, error: str = "boom") -> optuna.Study:
-    """A study as workers leave it: spec attr, and trials carrying their full config."""
-    study = search.open_study(spec, url, heartbeat=False)
-    for i, (state, value, params) in enumerate(TRIALS):
-        cfg = spec.build_config(params).replace(seed=i)
-        if i == 1:  # runtime fields as a worker may have recorded them: reset on export
-            cfg = cfg.replace(device="cpu", threads=2)
-        attrs: dict[str, Any] = {"config": cfg.to_dict(), "seed": i, "worker": f"w{i}"}
-        if state == TrialState.COMPLETE:
-            attrs |= {"best_epoch": 1, "epochs_run": 1, "seconds": 0.5, "num_parameters": 99}
-        if state == TrialState.FAIL:
-            attrs["error"] = error
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=state,
-                value=value if state != TrialState.FAIL else None,
-                params=params,
-                distributions=DISTRIBUTIONS,
-                user_attrs=attrs,
-                intermediate_values={1: value} if value is not None else None,
-            )
-        )
-    return study
+from tests.helpers.export import build_study, write_spec
 
 
 @pytest.fixture
@@ -221,29 +164,6 @@ def test_render_best_shows_value_params_and_changes(
     # hidden_dim 8 differs from the default 200; the reset device does not.
     assert any("hidden_dim" in line and "200" in line for line in text.splitlines())
     assert "device" not in text
-
-
-@pytest.mark.postgres
-def test_exports_never_contain_the_password(postgres_url: str, tmp_path: Path) -> None:
-    password = "s3cretPW"
-    url = make_url(postgres_url).set(password=password).render_as_string(hide_password=False)
-    name = f"tiny_export_{tmp_path.name}"[:60]
-    spec = write_spec(tmp_path / "studies", name)
-    build_study(spec, url, error=f"OperationalError: cannot reach {url}")
-    try:
-        exported = export.best_export(name, url)
-        json_path, csv_path = tmp_path / "best.json", tmp_path / "trials.csv"
-        export.write_json(exported, json_path)
-        csv_path.write_text(export.trials_csv(name, url), encoding="utf-8")
-        assert exported["storage"].startswith("postgresql+psycopg://postgres:***@")
-        for path in (json_path, csv_path):
-            assert password not in path.read_text(encoding="utf-8")
-        assert "cannot reach postgresql+psycopg://postgres:***@" in csv_path.read_text()
-        with pytest.raises(StudyError) as info:
-            export.best_export(name + "x", url)
-        assert password not in str(info.value)
-    finally:
-        optuna.delete_study(study_name=name, storage=storage.open_storage(url, heartbeat=False))
 
 
 # --- databases and studies hpsearch did not make (a hostile-input pass, seventh session) ------

@@ -1,0 +1,1 @@
+"""Helpers shared by tests in tests/unit/ and tests/system/."""
