@@ -53,14 +53,14 @@ class Objective:
             # here (a forced resume Optuna refuses) stops after the budget's worth of them.
             _record_crash(trial, exc)
             raise
+        # The worker's thread count goes in with the params: the config is validated once.
+        values = params if self.threads is None else {**params, "threads": self.threads}
         try:
-            cfg = self.spec.build_config(params)
+            cfg = self.spec.build_config(values)
         except ConfigError as exc:
             # Sampled params that conflict (each valid alone): say why, as for any failure.
             trial.set_user_attr("error", str(exc))
             raise
-        if self.threads is not None:
-            cfg = cfg.replace(threads=self.threads)
         # The complete configuration is recorded first, so that every trial (even one that
         # dies) can be retrained exactly: `hpsearch export` writes this, `train` reads it.
         # It includes the thread count: on CPU the summation order, and so the weights after

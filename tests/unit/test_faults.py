@@ -22,10 +22,10 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from hpsearch import cli, search, settings, storage
+from hpsearch import study as studyfile
 from hpsearch.errors import StudyError
 from hpsearch.search import _objective as objective
 from hpsearch.search import _worker as workers
-from hpsearch import study as studyfile
 from tests.helpers.faults import GRACE, HEARTBEAT, load, sqlite_url, states, write_study
 
 
