@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -148,10 +149,10 @@ def run_cmd(
 
     Example: hpsearch run --study regularization --workers 4 --trials 40
     """
-    from hpsearch import search
-    from hpsearch.cli._views import RunConsoleView, summary_table
+    try:  # the imports too: torch takes seconds to import, and Ctrl-C may come meanwhile
+        from hpsearch import search
+        from hpsearch.cli._views import RunConsoleView, summary_table
 
-    try:
         spec, url = search.prepare(
             study, studies_dir=studies_dir, trials=trials, timeout=timeout,
             storage=storage, data_dir=data_dir,
@@ -211,7 +212,7 @@ def worker_cmd(
         name=worker_id or f"{os.uname().nodename}-{os.getpid()}",
         threads=threads,
         data_dir=data_dir,
-        timeout=spec.timeout,
+        deadline=time.time() + spec.timeout if spec.timeout else None,
         force=force,
         # Workers started by hand on several machines must not share a sampler seed.
         seed_offset=os.getpid() if seed_offset is None else seed_offset,

@@ -30,7 +30,7 @@ from hpsearch.errors import UsageError
 from hpsearch.search._lifecycle import Counts, best_trials, count_trials, open_study
 from hpsearch.search._preflight import check_inputs
 from hpsearch.search._process import WorkerOrder, start
-from hpsearch.search._worker import DB_DOWN, STOP_SIGNALS, db_retry_seconds
+from hpsearch.search._worker import DB_DOWN, db_retry_seconds, handle_stop_signals
 from hpsearch.study import StudySpec, load_study
 from hpsearch.training import ensure_data
 
@@ -84,9 +84,8 @@ def start_workers(
         env = dict(base_env)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)  # round-robin, one GPU per worker
-        timeout = None if deadline is None else max(deadline - time.time(), 0.001)
         # The URL travels in the order on stdin, not argv: argv is visible to every user in ps.
-        order = WorkerOrder(spec, url, name, threads, i, data_dir, timeout)
+        order = WorkerOrder(spec, url, name, threads, i, data_dir, deadline)
         proc = start(order, env)
         launch.processes.append(proc)
         launch.names.append(name)
@@ -263,12 +262,25 @@ class _Stopper:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        previous = {s: signal.signal(s, self) for s in STOP_SIGNALS}
+        previous = handle_stop_signals(self)
+        # The workers have sessions of their own, so a terminal's Ctrl-Z stops only this
+        # process: pause them with it, and let them go on with it.
+        previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, self._pause)
+        previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, self._resume)
         try:
             yield
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+    def _pause(self, signum: int, frame: FrameType | None) -> None:
+        if self.launch is not None:
+            _send(self.launch, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # what SIGTSTP would have done to this process
+
+    def _resume(self, signum: int, frame: FrameType | None) -> None:
+        if self.launch is not None:
+            _send(self.launch, signal.SIGCONT)
 
 
 def run_study(
@@ -318,24 +330,23 @@ def run_study(
 def _workers_to_start(
     spec: StudySpec, study: optuna.Study, workers: int, *, gpus: int, view: RunView
 ) -> int:
-    """No more workers than trials left, nor (without GPUs) than cores; say why when fewer."""
+    """No more workers than trials left, nor (without GPUs) than cores; one note says why
+    when fewer start than were asked for."""
     left = spec.trials - count_trials(study).done
-    if workers > max(1, left):
-        # A worker beyond the trials left would start (import torch, load the data) for
-        # nothing: --workers 100 on a 2-trial budget starts 2.
-        view.note(
-            f"note: {max(0, left)} of {spec.trials} trials left to run: starting "
-            f"{max(1, left)} of the {workers} workers"
-        )
-        workers = max(1, left)
     cores = available_cores()
-    if workers > cores and not gpus:
-        # Two workers on one core only slice its time between them: no trial ends sooner.
-        view.note(
-            f"note: one worker per core without a GPU: starting {cores} of the {workers} workers"
-        )
-        workers = cores
-    return workers
+    # A worker beyond the trials left would start (import torch, load the data) for nothing;
+    # two workers on one core only slice its time between them: no trial ends sooner.
+    by_trials = max(1, left)
+    by_cores = workers if gpus else cores
+    start = min(workers, by_trials, by_cores)
+    if start == workers:
+        return workers
+    if by_trials <= by_cores:
+        reason = f"{max(0, left)} of {spec.trials} trials left to run"
+    else:
+        reason = "one worker per core without a GPU"
+    view.note(f"note: {reason}: starting {start} of the {workers} workers")
+    return start
 
 
 def _watch(

@@ -40,7 +40,9 @@ class WorkerOrder:
     threads: int
     seed_offset: int
     data_dir: Path | None
-    timeout: float | None  # seconds left of the study's time budget, from the launcher
+    # When the study's time budget ends (time.time()), counted from the launcher's start: a
+    # worker's own start-up (importing torch) must not extend it.
+    deadline: float | None
 
 
 def start(order: WorkerOrder, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -65,8 +67,15 @@ def start(order: WorkerOrder, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _read_order(stream: IO[bytes]) -> WorkerOrder:
-    order = pickle.load(stream)  # from our own launcher, through a pipe only it holds
-    assert isinstance(order, WorkerOrder), type(order)
+    try:
+        order = pickle.load(stream)  # from our own launcher, through a pipe only it holds
+    except Exception:
+        order = None
+    if not isinstance(order, WorkerOrder):
+        raise UsageError(
+            "this program is a worker of `hpsearch run`, which hands it its work; "
+            "to start a worker yourself, run `hpsearch worker --study ...`"
+        )
     return order
 
 
@@ -86,7 +95,11 @@ def _stop_with_launcher(fd: int) -> None:
 def main() -> int:
     from hpsearch.search._worker import configure_logging, run_worker
 
-    order = _read_order(sys.stdin.buffer)
+    try:
+        order = _read_order(sys.stdin.buffer)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
     _stop_with_launcher(sys.stdin.fileno())
     configure_logging(verbose=False, debug=False)
     try:
@@ -96,7 +109,7 @@ def main() -> int:
             name=order.name,
             threads=order.threads,
             data_dir=order.data_dir,
-            timeout=order.timeout,
+            deadline=order.deadline,
             seed_offset=order.seed_offset,
             report=lambda line: print(line, file=sys.stderr, flush=True),
         )

@@ -149,9 +149,21 @@ def stop_on_signals() -> threading.Event:
             sys.__unraisablehook__(unraisable)
 
     sys.unraisablehook = on_unraisable
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, on_signal)
+    handle_stop_signals(on_signal)
     return stop
+
+
+def handle_stop_signals(handler: Any) -> dict[int, Any]:
+    """Install ``handler`` for SIGINT, SIGTERM and SIGHUP; return the handlers it replaced.
+
+    A signal the process was started with ignored stays ignored: ``nohup`` ignores SIGHUP so
+    that a closed terminal does not stop the search, and a shell's background job SIGINT.
+    """
+    previous: dict[int, Any] = {}
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    return previous
 
 
 def work(
@@ -325,16 +337,15 @@ def run_worker(
     name: str,
     threads: int | None,
     data_dir: Path | None,
-    timeout: float | None,
+    deadline: float | None,
     seed_offset: int,
     report: Callable[[str], None],
     force: bool = False,
 ) -> int:
-    """Work on ``spec`` as one worker process until its budget or ``timeout`` is spent;
+    """Work on ``spec`` as one worker process until its budget is spent or ``deadline`` passes;
     ``report`` gets the closing line. Returns the process's exit status: 0, 1 when trials kept
     failing, 130 when stopped by a signal (SIGINT, SIGTERM, SIGHUP)."""
     stop = stop_on_signals()  # the running trial ends FAIL, never RUNNING
-    deadline = time.time() + timeout if timeout else None
     try:
         summary = work(
             spec,

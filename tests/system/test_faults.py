@@ -287,6 +287,40 @@ def test_ctrl_c_while_the_workers_start_is_a_clean_stop(procs: Cli, tmp_path: Pa
     wait_for(lambda: worker_pids(path) == [], "the workers to stop", timeout=30)
 
 
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_ctrl_z_pauses_the_workers_and_fg_resumes_them(procs: Cli, tmp_path: Path) -> None:
+    # The workers have sessions of their own, so a terminal's SIGTSTP reaches the launcher
+    # only: it must stop its workers with it (they trained on while the job was "stopped").
+    path = write_study(tmp_path, "paused", trials=2, epochs=100)
+    url = sqlite_url(tmp_path)
+    run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="paused")
+    study = wait_study(url, "paused", run)
+    wait_for(lambda: len(running(study)) == 2, "both workers in a trial", watch=(run,))
+    workers = worker_pids(path)
+    run.send_signal(signal.SIGTSTP)  # Ctrl-Z
+    wait_for(lambda: {_state(p) for p in [run.pid, *workers]} == {"T"}, "the job to stop")
+    run.send_signal(signal.SIGCONT)  # fg
+    wait_for(lambda: "T" not in {_state(p) for p in [run.pid, *workers]}, "the job to go on")
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=60) == 130, procs.err("paused")
+    wait_for(lambda: worker_pids(path) == [], "the workers to stop", timeout=30)
+
+
+def test_a_worker_started_by_hand_without_an_order_is_one_line(tmp_path: Path) -> None:
+    # ps shows a run's workers with their arguments; one started like that gets no order.
+    result = subprocess.run(
+        [sys.executable, "-m", "hpsearch.search._entry", "worker", "--study", "x.yaml"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: this program is a worker of `hpsearch run`")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
 def test_workers_stop_when_their_launcher_is_killed(procs: Cli, tmp_path: Path) -> None:
     # kill -9 (or the OOM killer) of `run` used to leave its workers training the whole
     # budget unseen, racing the workers of the next `run` that resumed the study.

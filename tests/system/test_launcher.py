@@ -351,11 +351,13 @@ def test_workers_share_the_gpus_round_robin(
     monkeypatch.setattr(launcher, "start", started)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     launch = launcher.start_workers(
-        spec, "sqlite:///x.db", workers=3, data_dir=None, deadline=None, gpus=gpus
+        spec, "sqlite:///x.db", workers=3, data_dir=None, deadline=1234.5, gpus=gpus
     )
     for proc in launch.processes:
         proc.wait()
     assert [env.get("CUDA_VISIBLE_DEVICES") for env in started.envs] == devices
+    # The launcher's deadline as it is: a worker's start-up must not extend the time budget.
+    assert [order.deadline for order in started.orders] == [1234.5] * 3
     names = [order.name for order in started.orders]
     # The launcher's pid in every name: a second run on this machine names its workers apart,
     # so neither fails the other's running trials as its own orphans when it ends.

@@ -4,6 +4,7 @@ named or refused. The `hpsearch worker` processes are in tests/system/test_worke
 from __future__ import annotations
 
 import dataclasses
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from optuna.trial import TrialState
 from hpsearch import storage as storage_mod
 from hpsearch.errors import StudyError
 from hpsearch.search import Counts, count_trials, open_study
+from hpsearch.search._worker import handle_stop_signals
 from hpsearch.study import parse_study
 
 # --- resuming ---------------------------------------------------------------------------------
@@ -148,3 +150,23 @@ def test_a_forced_resume_queues_the_points_the_file_adds(tmp_path: Path) -> None
     # Resuming again with the same file queues nothing more.
     again = open_study(_ranged(True, points), url, heartbeat=False, force=True)
     assert not again.get_trials(states=[TrialState.WAITING])
+
+
+def test_a_signal_ignored_at_start_stays_ignored() -> None:
+    # nohup ignores SIGHUP so that a closed terminal does not stop the search; a handler
+    # installed over it would stop every trial when the terminal closes.
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def handler(signum: int, frame: object) -> None:
+        pass
+
+    try:
+        replaced = handle_stop_signals(handler)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is handler
+        assert signal.getsignal(signal.SIGINT) is handler
+        assert set(replaced) == {signal.SIGINT, signal.SIGTERM}
+    finally:
+        for signum, previous in before.items():
+            signal.signal(signum, previous)
