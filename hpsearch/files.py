@@ -126,6 +126,17 @@ class _Loader(yaml.SafeLoader):
     strings, and a key given twice in one mapping is an error, not the last one winning.
     """
 
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        # An alias repeats a node by reference: nine levels of nine-way aliases are 9**9
+        # values once expanded (and in any message that shows one). No hpsearch file needs
+        # one, so none is read: the work and memory stay bounded by the file's size.
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed; write the value out", mark
+            )
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
+
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}

@@ -157,3 +157,20 @@ def test_an_export_with_config_fields_beside_it_is_refused(tmp_path: Path) -> No
     # an export's own keys beside config are its metadata, not configuration
     path.write_text("format: 1\nstudy: s\nparams: {lr: 0.5}\nconfig: {epochs: 1, lr: 0.002}\n")
     assert config.load(path).lr == 0.002
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
+    # A valid file whose description was a 9-level, 9-way alias bomb took seconds and GBs to
+    # expand into its error message; an alias is now an error where it stands.
+    levels = ["&a [" + ", ".join(['"lol"'] * 9) + "]"]
+    for name, prev in zip("bcdefghi", "abcdefgh", strict=True):
+        levels.append(f"&{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"description: [{', '.join(levels)}]\nspace: {{lr: {{low: 0.1, high: 1}}}}\n")
+    with pytest.raises(ConfigError) as info:
+        files.read_mapping(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid YAML at line 1: aliases (*name) are not allowed")
+    assert len(message) < 300 and "\n" not in message
+    with pytest.raises(ConfigError, match=r"--set .*aliases \(\*name\) are not allowed"):
+        config.parse_override("lr=[&x 1, *x]")
