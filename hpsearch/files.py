@@ -117,6 +117,10 @@ _BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
+def _is_merge_key(node: object) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:merge"
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2's plain scalars and no repeated keys.
 
@@ -128,12 +132,12 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         # An alias repeats a node by reference: nine levels of nine-way aliases are 9**9
-        # values once expanded (and in any message that shows one). No hpsearch file needs
-        # one, so none is read: the work and memory stay bounded by the file's size.
-        if self.check_event(yaml.AliasEvent):
+        # values once expanded (and in any message that shows one). Only a merge key's
+        # (``<<: *base``) is read, which copies keys and so grows with the file, not past it.
+        if self.check_event(yaml.AliasEvent) and not _is_merge_key(index):
             mark = self.peek_event().start_mark
             raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed; write the value out", mark
+                None, None, "aliases (*name) are allowed only as `<<: *name`", mark
             )
         return super().compose_node(parent, index)  # type: ignore[arg-type]
 
