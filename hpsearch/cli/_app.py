@@ -109,7 +109,8 @@ def train_cmd(
         message = Text.assemble(("training diverged:", "bold red"), f" {exc}")
         err_console.print(message, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    view.close()
+    finally:
+        view.close()  # on any error too, or the live table would keep redrawing
     view.result(result, save)
 
 

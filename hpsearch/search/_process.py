@@ -97,12 +97,8 @@ def main() -> int:
 
     try:
         order = _read_order(sys.stdin.buffer)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    _stop_with_launcher(sys.stdin.fileno())
-    configure_logging(verbose=False, debug=False)
-    try:
+        _stop_with_launcher(sys.stdin.fileno())
+        configure_logging(verbose=False, debug=False)
         return run_worker(
             order.spec,
             order.url,

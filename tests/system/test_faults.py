@@ -287,6 +287,18 @@ def test_ctrl_c_while_the_workers_start_is_a_clean_stop(procs: Cli, tmp_path: Pa
     wait_for(lambda: worker_pids(path) == [], "the workers to stop", timeout=30)
 
 
+def _two_workers_in_trials(
+    procs: Cli, tmp_path: Path, name: str
+) -> tuple[Path, subprocess.Popen[bytes], optuna.Study]:
+    """`run` with 2 workers on a long study, once both are in a trial: (file, launcher, study)."""
+    path = write_study(tmp_path, name, trials=2, epochs=100)
+    url = sqlite_url(tmp_path)
+    run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log=name)
+    study = wait_study(url, name, run)
+    wait_for(lambda: len(running(study)) == 2, "both workers in a trial", watch=(run,))
+    return path, run, study
+
+
 def _state(pid: int) -> str:
     """A process's state letter from /proc (T: stopped)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -295,11 +307,7 @@ def _state(pid: int) -> str:
 def test_ctrl_z_pauses_the_workers_and_fg_resumes_them(procs: Cli, tmp_path: Path) -> None:
     # The workers have sessions of their own, so a terminal's SIGTSTP reaches the launcher
     # only: it must stop its workers with it (they trained on while the job was "stopped").
-    path = write_study(tmp_path, "paused", trials=2, epochs=100)
-    url = sqlite_url(tmp_path)
-    run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="paused")
-    study = wait_study(url, "paused", run)
-    wait_for(lambda: len(running(study)) == 2, "both workers in a trial", watch=(run,))
+    path, run, _ = _two_workers_in_trials(procs, tmp_path, "paused")
     workers = worker_pids(path)
     run.send_signal(signal.SIGTSTP)  # Ctrl-Z
     wait_for(lambda: {_state(p) for p in [run.pid, *workers]} == {"T"}, "the job to stop")
@@ -324,11 +332,7 @@ def test_a_worker_started_by_hand_without_an_order_is_one_line(tmp_path: Path) -
 def test_workers_stop_when_their_launcher_is_killed(procs: Cli, tmp_path: Path) -> None:
     # kill -9 (or the OOM killer) of `run` used to leave its workers training the whole
     # budget unseen, racing the workers of the next `run` that resumed the study.
-    path = write_study(tmp_path, "orphaned", trials=2, epochs=100)
-    url = sqlite_url(tmp_path)
-    run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="killed")
-    study = wait_study(url, "orphaned", run)
-    wait_for(lambda: len(running(study)) == 2, "both workers in a trial", watch=(run,))
+    path, run, study = _two_workers_in_trials(procs, tmp_path, "orphaned")
     run.kill()
     run.wait(timeout=30)
     wait_for(lambda: worker_pids(path) == [], "the workers to stop", timeout=60)
