@@ -37,7 +37,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_se
 from hpsearch.config import TrainConfig, from_mapping
 from hpsearch.training._data import CLASSES, PAD, Dataset, Split, load_dataset
 from hpsearch.training._model import RNNClassifier
-from hpsearch.training._train import EpochStats, train
+from hpsearch.training._train import EpochStats, resolve_device, train
 
 CONFIGS: dict[str, dict[str, object]] = {
     "default": {},  # the report's section 1.3 configuration
@@ -111,7 +111,7 @@ def reference_epochs(
     """
     caller_state = torch.get_rng_state()
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     model = ReferenceRNN(cfg, len(dataset.vocab), embeddings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train_rows, valid_rows = _rows(dataset.train), _rows(dataset.valid)
