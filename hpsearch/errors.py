@@ -76,14 +76,16 @@ class FieldError(ConfigError):
 
 
 _SHOWN = reprlib.Repr()
-_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 80, 80, 60
-_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
-_SHOWN.maxlevel = 3
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 60, 60, 60
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 4
+_SHOWN.maxlevel = 2
+_SHOWN_MAX = 160
 
 
 def shown(value: object) -> str:
-    """A value's repr for a message, bounded (a huge list or string is elided in the middle)."""
-    return _SHOWN.repr(value)
+    """A value's repr for a message, bounded: a huge list or string is elided in the middle."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= _SHOWN_MAX else f"{text[: _SHOWN_MAX - 20]}...{text[-17:]}"
 
 
 # --- pydantic's errors as one line ---------------------------------------------------------------
