@@ -1,8 +1,10 @@
 """The training configuration: every option of the model, the data and the optimiser.
 
-One flat dataclass, every default in one place with the reason beside it. Flat on purpose:
-Optuna parameter names are these field names, so a trial's ``params`` (and the exported
-best-configuration JSON) map straight back onto a ``TrainConfig`` with no renaming.
+One flat (pydantic) dataclass, every default in one place with its bounds and the reason
+beside it; input becomes one through ``from_mapping`` or ``load``, whose errors are one line.
+Flat on purpose: Optuna parameter names are these field names, so a trial's ``params`` (and
+the exported best-configuration JSON) map straight back onto a ``TrainConfig`` with no
+renaming.
 
 The defaults reproduce the best plain-RNN configuration of the seed report (section 1.3:
 rnn, embedding 100, hidden 200, adam, lr 8.7e-4, batch 32, dropout 0.0149, L2 alpha 6.3e-4,
@@ -12,6 +14,7 @@ clip 3.41), so ``hpsearch train`` with no arguments is the report's baseline.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -163,16 +166,15 @@ _CONFIG = TypeAdapter(TrainConfig)
 _DECLARED: dict[str, FieldInfo] = TrainConfig.__pydantic_fields__  # type: ignore[attr-defined]
 
 
-def _type_of(info: FieldInfo) -> Any:
-    """A field's type with its rules but not its range (``ge``, ``lt``, finite)."""
+@functools.cache
+def _type_of(name: str) -> TypeAdapter[Any]:
+    """Field ``name``'s type with its rules but not its range (``ge``, ``lt``, finite): a study
+    checks a value's type where it reads it and the range where the value meets a whole
+    configuration (a log range's ``low: 0`` says more than "lr must be > 0")."""
+    info = _DECLARED[name]
     kept = [m for m in info.metadata if not isinstance(m, _RANGE)]
-    return Annotated[(info.annotation, *kept)] if kept else info.annotation
-
-
-# Each field's type without its range: a study checks a value's type where it reads it and
-# the range where the value meets a whole configuration (a log range's low: 0 says more
-# than "lr must be > 0").
-_TYPES = {name: TypeAdapter(_type_of(info)) for name, info in _DECLARED.items()}
+    hint: Any = Annotated[(info.annotation, *kept)] if kept else info.annotation
+    return TypeAdapter(hint)
 
 
 def field_kind(name: str) -> str:
@@ -190,10 +192,10 @@ def field_choices(name: str) -> tuple[str, ...] | None:
 def coerce(name: str, value: Any, *, source: str = "config") -> Any:
     """Check ``value`` against the type of field ``name`` (not its range); return it in
     canonical form (a whole float as an int for an integer field, an int as a float)."""
-    if name not in _TYPES:
-        raise FieldError(source, name, unknown_key(name, list(_TYPES)))
+    if name not in _DECLARED:
+        raise FieldError(source, name, unknown_key(name, list(_DECLARED)))
     try:
-        return _TYPES[name].validate_python(value)
+        return _type_of(name).validate_python(value)
     except ValidationError as exc:
         raise field_error(exc, source, TrainConfig, loc=(name,)) from None
 

@@ -116,8 +116,7 @@ def field_error(
     ctx = error.get("ctx") or {}
     if not where and "field" in ctx:  # a rule across fields names the one it blames
         return FieldError(source, str(ctx["field"]), error["msg"])
-    keys, info, hint = _locate(schema, where)
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+    path, keys, info, hint = _locate(schema, where)
     kind, value = error["type"], error["input"]
     if isinstance(value, float) and value.is_integer() and hint is int:
         value = int(value)  # an integer field shows 1e12 as the number it is, as 10**12
@@ -207,12 +206,14 @@ def literal_choices(info: Any) -> tuple[Any, ...]:
     return typing.get_args(hint) if typing.get_origin(hint) is typing.Literal else ()
 
 
-def _locate(schema: Any, where: tuple[str | int, ...]) -> tuple[list[str], Any, Any]:
-    """Along ``where``: the keys of the last model passed, the field declared at the end
-    (None inside a dict or list) and the type expected there."""
-    current, keys, info = schema, [], None
+def _locate(schema: Any, where: tuple[str | int, ...]) -> tuple[str, list[str], Any, Any]:
+    """Along ``where``: the dotted path (``enqueue[0].lr``), the keys of the last model passed,
+    the field declared at the end (None inside a dict or list) and the type expected there."""
+    path, current, keys, info = "", schema, [], None
     for part in where:
         current = bare_type(current)
+        is_list = typing.get_origin(current) is list
+        path += f"[{part}]" if is_list else f".{part}" if path else str(part)
         fields = getattr(current, "__pydantic_fields__", None)
         if fields is None:  # a dict's value or a list's item
             args = typing.get_args(current)
@@ -221,4 +222,4 @@ def _locate(schema: Any, where: tuple[str | int, ...]) -> tuple[list[str], Any, 
         keys = list(fields)
         info = fields.get(part)
         current = getattr(info, "annotation", None)
-    return keys, info, bare_type(current)
+    return path, keys, info, bare_type(current)
