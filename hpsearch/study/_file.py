@@ -41,9 +41,9 @@ from hpsearch.study._space import (
 )
 
 DEFAULT_TRIALS = 20
-# ASCII, not starting with '.' or '-': a name is also a directory (reports/<name>), a lock
-# file's name and an argument. 64 characters fit every file system, a MySQL lock name and
-# the live view's title; Optuna's own column takes 512.
+# ASCII, not starting with '.' or '-': a name is also a directory (reports/<name>), part of
+# the SQLite lock file's name and an argument. 64 characters keep those, and the live view's
+# title, within bounds; Optuna's own column takes 512.
 _NAME_RULE = (
     "ASCII letters, digits, '_', '.' or '-', not starting with '.' or '-', at most 64 characters"
 )
