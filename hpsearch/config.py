@@ -1,8 +1,10 @@
 """The training configuration: every option of the model, the data and the optimiser.
 
-One flat dataclass, every default in one place with the reason beside it. Flat on purpose:
-Optuna parameter names are these field names, so a trial's ``params`` (and the exported
-best-configuration JSON) map straight back onto a ``TrainConfig`` with no renaming.
+One flat (pydantic) dataclass, every default in one place with its bounds and the reason
+beside it; input becomes one through ``from_mapping`` or ``load``, whose errors are one line.
+Flat on purpose: Optuna parameter names are these field names, so a trial's ``params`` (and
+the exported best-configuration JSON) map straight back onto a ``TrainConfig`` with no
+renaming.
 
 The defaults reproduce the best plain-RNN configuration of the seed report (section 1.3:
 rnn, embedding 100, hidden 200, adam, lr 8.7e-4, batch 32, dropout 0.0149, L2 alpha 6.3e-4,
@@ -12,18 +14,37 @@ clip 3.41), so ``hpsearch train`` with no arguments is the report's baseline.
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
+import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
+import annotated_types
 import yaml
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+from pydantic.types import AllowInfNan
+from pydantic_core import PydanticCustomError
 
 from hpsearch import files
-from hpsearch.errors import ConfigError, did_you_mean
+from hpsearch.errors import (
+    ConfigError,
+    FieldError,
+    bare_type,
+    field_error,
+    literal_choices,
+    shown,
+    unknown_key,
+)
 
 Cell = Literal["rnn", "gru", "lstm"]
 Pooling = Literal["last", "mean", "max", "attention"]
@@ -33,58 +54,94 @@ OovInit = Literal["zero", "random"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
-@dataclass(frozen=True)
+def _integral(value: Any) -> Any:
+    """YAML writes a thousand as ``1e3``, a float: a whole float is the integer it names."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# Strict, so that "3" is no number and true no integer; an integer is still a float.
+Int = Annotated[int, BeforeValidator(_integral), Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
+Text = Annotated[str, Strict(), Field(min_length=1)]
+# A float rule with one bound would let inf through: these are finite.
+Positive = Annotated[Float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[Float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[Float, Field(ge=0, lt=1)]  # dropouts and momentum
+# Integer bounds lie far past any useful value; they are there so that a typo (hidden_dim:
+# 1e30, threads: 100000) is an error naming the field at load time instead of a failed
+# allocation, an overflow or a crash (OpenMP segfaults) epochs later. Seeds: numpy's generator
+# (split_seed) takes no negative seed, torch none of 2**63 or more.
+Size = Annotated[Int, Field(ge=1, le=65536)]
+Seed = Annotated[Int, Field(ge=0, le=2**63 - 1)]
+Layers = Annotated[Int, Field(ge=0, le=64)]
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TrainConfig:
     # --- data -----------------------------------------------------------------------------
-    lowercase: bool = False  # TREC is cased and word2vec is cased; GloVe lookup lowers anyway
-    min_freq: int = 1  # TREC is small (5.5k questions): dropping rare words loses real signal
-    max_vocab: int | None = None  # no cap: the training vocabulary is only ~8k words
-    valid_fraction: float = 0.2  # the report's 80/20 train/validation split
-    split_seed: int = 0  # fixed per study, so every trial is scored on the same validation set
+    lowercase: Bool = False  # TREC is cased and word2vec is cased; GloVe lookup lowers anyway
+    # TREC is small (5.5k questions): dropping rare words loses real signal
+    min_freq: Annotated[Int, Field(ge=1, le=10**9)] = 1
+    # no cap: the training vocabulary is only ~8k words; at least <pad>, <unk> and one word
+    max_vocab: Annotated[Int | None, Field(ge=3, le=10**9)] = None
+    valid_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.2  # the report's 80/20 split
+    split_seed: Seed = 0  # fixed per study, so every trial is scored on the same validation set
 
     # --- input embeddings ----------------------------------------------------------------
-    embedding_dim: int = 100  # the report's size for random init; must equal pretrained dim
+    embedding_dim: Size = 100  # the report's size for random init; must equal pretrained dim
     # None: random init. Else "glove-6b-50d" (offline package), a gensim-data name such as
     # "word2vec-google-news-300", or a path to a word2vec (.bin/.txt) or GloVe (.txt) file.
-    embeddings: str | None = None
-    freeze_embeddings: bool = False  # fine-tuning helped in the report; freezing is faster
+    embeddings: Text | None = None
+    freeze_embeddings: Bool = False  # fine-tuning helped in the report; freezing is faster
     oov_init: OovInit = "zero"  # the report zeroed words missing from word2vec
 
     # --- encoder -------------------------------------------------------------------------
     cell: Cell = "rnn"  # the report's baseline is the plain Elman RNN
-    hidden_dim: int = 200  # best of {50, 100, 200, 400} in the report's grid (section 1.2)
-    num_layers: int = 1
-    bidirectional: bool = False
-    rnn_dropout: float = 0.0  # between stacked layers only; has no effect with 1 layer
-    packed: bool = True  # packing skips pad steps, so the last hidden state is the real one
+    hidden_dim: Size = 200  # best of {50, 100, 200, 400} in the report's grid (section 1.2)
+    num_layers: Annotated[Int, Field(ge=1, le=64)] = 1
+    bidirectional: Bool = False
+    rnn_dropout: Fraction = 0.0  # between stacked layers only; has no effect with 1 layer
+    packed: Bool = True  # packing skips pad steps, so the last hidden state is the real one
 
     # --- sentence embedding and head --------------------------------------------------------
     pooling: Pooling = "last"  # the report's baseline: the final hidden state
-    attention_heads: int = 1  # must divide the encoder output size (hidden x directions)
-    dropout: float = 0.0149  # on word embeddings and sentence embedding (report, 1.3)
-    head_layers: int = 0  # 0: a single linear layer, as in the report's sections 1-4
-    head_hidden_dim: int = 128  # width of each FC layer when head_layers > 0 (section 5)
-    head_batchnorm: bool = False  # batch norm in the FC head (report 1.3.5); never in the RNN
-    head_dropout: float = 0.0  # dropout between FC layers of the head
+    attention_heads: Size = 1  # must divide the encoder output size (hidden x directions)
+    dropout: Fraction = 0.0149  # on word embeddings and sentence embedding (report, 1.3)
+    head_layers: Layers = 0  # 0: a single linear layer, as in the report's sections 1-4
+    head_hidden_dim: Size = 128  # width of each FC layer when head_layers > 0 (section 5)
+    head_batchnorm: Bool = False  # batch norm in the FC head (report 1.3.5); never in the RNN
+    head_dropout: Fraction = 0.0  # dropout between FC layers of the head
 
     # --- optimisation -----------------------------------------------------------------------
     optimizer: Optimizer = "adam"  # Adam dominated the report's grid (Figure 1)
-    lr: float = 8.7e-4  # report 1.3 best (8.7266e-4)
-    momentum: float = 0.0  # sgd and rmsprop only; 0 keeps the report's plain sgd
-    weight_decay: float = 0.0  # the optimiser's own decay (decoupled for adamw)
-    batch_size: int = 32  # smaller batches won in the report's grid
+    lr: Positive = 8.7e-4  # report 1.3 best (8.7266e-4)
+    momentum: Fraction = 0.0  # sgd and rmsprop only; 0 keeps the report's plain sgd
+    weight_decay: NonNegative = 0.0  # the optimiser's own decay (decoupled for adamw)
+    batch_size: Annotated[Int, Field(ge=1, le=2**20)] = 32  # smaller batches won the grid
     regularizer: Regularizer = "l2"  # L2 beat L1 in the report's sweeps
-    alpha: float = 6.3e-4  # penalty weight: alpha * sum(w^2) (L2) or alpha * sum|w| (L1)
-    grad_clip: float | None = 3.41  # max gradient norm (report 1.3 best); None disables
-    epochs: int = 40  # upper bound; pruners (not patience) stop hopeless trials earlier
-    seed: int = 0  # initialisation, batch order and dropout
+    alpha: NonNegative = 6.3e-4  # penalty weight: alpha * sum(w^2) (L2) or alpha * sum|w| (L1)
+    # max gradient norm (report 1.3 best); None disables clipping
+    grad_clip: Annotated[Float | None, Field(gt=0, allow_inf_nan=False)] = 3.41
+    # upper bound; pruners (not patience) stop hopeless trials earlier
+    epochs: Annotated[Int, Field(ge=1, le=10**6)] = 40
+    seed: Seed = 0  # initialisation, batch order and dropout
 
     # --- runtime ---------------------------------------------------------------------------
     device: Device = "auto"  # cuda, then mps, then cpu
-    threads: int | None = None  # torch intra-op threads; None: torch's default
+    threads: Annotated[Int | None, Field(ge=1, le=1024)] = None  # None: torch's default
 
-    def __post_init__(self) -> None:
-        _check_values(self, source="config")
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> TrainConfig:
+        width = self.hidden_dim * (2 if self.bidirectional else 1)
+        if self.pooling == "attention" and width % self.attention_heads:
+            raise PydanticCustomError(
+                "heads",
+                "{heads} must divide the encoder output size {width} (hidden_dim x "
+                "directions); try 1",
+                {"field": "attention_heads", "heads": self.attention_heads, "width": width},
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,137 +151,63 @@ class TrainConfig:
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_HINTS: dict[str, Any] = typing.get_type_hints(TrainConfig)
+# The fields the cross-field rule reads (attention heads must divide the encoder's output):
+# a study that searches any of them has every combination its trials can draw checked when
+# the file is loaded (``hpsearch.study``), not one failed trial at a time.
+CROSS_FIELDS = ("pooling", "hidden_dim", "bidirectional", "attention_heads")
+_RANGE = (
+    annotated_types.Ge,
+    annotated_types.Gt,
+    annotated_types.Le,
+    annotated_types.Lt,
+    AllowInfNan,
+)
+_CONFIG = TypeAdapter(TrainConfig)
+_DECLARED: dict[str, FieldInfo] = TrainConfig.__pydantic_fields__  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _type_of(name: str) -> TypeAdapter[Any]:
+    """Field ``name``'s type with its rules but not its range (``ge``, ``lt``, finite): a study
+    checks a value's type where it reads it and the range where the value meets a whole
+    configuration (a log range's ``low: 0`` says more than "lr must be > 0")."""
+    info = _DECLARED[name]
+    kept = [m for m in info.metadata if not isinstance(m, _RANGE)]
+    hint: Any = Annotated[(info.annotation, *kept)] if kept else info.annotation
+    return TypeAdapter(hint)
+
+
+def field_kind(name: str) -> str:
+    """``int``, ``float``, ``bool``, ``str`` or ``choice`` (a Literal field)."""
+    if field_choices(name) is not None:
+        return "choice"
+    return str(bare_type(_DECLARED[name].annotation).__name__)
 
 
 def field_choices(name: str) -> tuple[str, ...] | None:
     """The allowed strings of a Literal field, or None for other fields."""
-    for arg in _flatten(_HINTS[name]):
-        if get_origin(arg) is Literal:
-            return tuple(get_args(arg))
-    return None
-
-
-def _flatten(hint: Any) -> list[Any]:
-    if get_origin(hint) in (typing.Union, types.UnionType):
-        return [a for arg in get_args(hint) for a in _flatten(arg)]
-    return [hint]
+    return literal_choices(_DECLARED[name]) or None
 
 
 def coerce(name: str, value: Any, *, source: str = "config") -> Any:
-    """Check ``value`` against the type of field ``name``; return it in canonical form."""
-    if name not in FIELDS:
-        raise ConfigError(f"{source}: unknown key {name!r}{did_you_mean(name, FIELDS)}")
-    allowed = _flatten(_HINTS[name])
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise ConfigError(f"{source}: {name}: null is not allowed; give a value")
-    choices = field_choices(name)
-    if choices is not None:
-        if isinstance(value, str) and value in choices:
-            return value
-        raise ConfigError(
-            f"{source}: {name}: {value!r} is not one of {', '.join(choices)}"
-            f"{did_you_mean(str(value), choices)}"
-        )
-    if bool in allowed:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{source}: {name}: expected true or false, got {value!r}")
-    if int in allowed:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{source}: {name}: expected an integer, got {value!r}")
-    if float in allowed:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"{source}: {name}: expected a number, got {value!r}")
-    if str in allowed:
-        if isinstance(value, str) and value:
-            return value
-        raise ConfigError(f"{source}: {name}: expected a non-empty string, got {value!r}")
-    raise AssertionError(f"unhandled type for {name}: {_HINTS[name]}")  # pragma: no cover
-
-
-# Integer fields' ranges. The upper bounds lie far past any useful value; they are there so
-# that a typo (hidden_dim: 1e30, threads: 100000) is an error naming the field at load time
-# instead of a failed allocation, an overflow or a crash (OpenMP segfaults) epochs later.
-# Seeds: numpy's generator (split_seed) takes no negative seed, torch none of 2**63 or more.
-_INT_RANGES: dict[str, tuple[int, int]] = {
-    "min_freq": (1, 10**9),
-    "max_vocab": (3, 10**9),  # room for <pad>, <unk> and one word
-    "split_seed": (0, 2**63 - 1),
-    "embedding_dim": (1, 65536),
-    "hidden_dim": (1, 65536),
-    "num_layers": (1, 64),
-    "attention_heads": (1, 65536),
-    "head_layers": (0, 64),
-    "head_hidden_dim": (1, 65536),
-    "batch_size": (1, 2**20),
-    "epochs": (1, 10**6),
-    "seed": (0, 2**63 - 1),
-    "threads": (1, 1024),
-}
-_NULLABLE = frozenset({"max_vocab", "threads"})
-
-
-# The fields _check_values checks together (attention heads must divide the encoder's output):
-# a study that searches any of them has every combination its trials can draw checked when
-# the file is loaded (``hpsearch.study``), not one failed trial at a time.
-CROSS_FIELDS = ("pooling", "hidden_dim", "bidirectional", "attention_heads")
-
-
-def _check_values(cfg: TrainConfig, *, source: str) -> None:
-    """Range and cross-field checks; each message names the field, the value and the rule."""
-
-    def fail(name: str, rule: str) -> typing.NoReturn:
-        raise ConfigError(f"{source}: {name}: {rule}, got {getattr(cfg, name)!r}")
-
-    for name, (low, high) in _INT_RANGES.items():
-        value = getattr(cfg, name)
-        if value is not None and not low <= value <= high:
-            shown = "2**63 - 1" if high == 2**63 - 1 else str(high)
-            fail(name, f"must be in [{low}, {shown}]" + (" or null" if name in _NULLABLE else ""))
-    if not 0.0 < cfg.valid_fraction < 1.0:
-        fail("valid_fraction", "must be between 0 and 1 (exclusive)")
-    for name in ("dropout", "rnn_dropout", "head_dropout"):
-        if not 0.0 <= getattr(cfg, name) < 1.0:
-            fail(name, "must be in [0, 1)")
-    for name in ("lr",):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value > 0):
-            fail(name, "must be a finite number > 0")
-    for name in ("momentum", "weight_decay", "alpha"):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value >= 0):
-            fail(name, "must be a finite number >= 0")
-    if cfg.momentum >= 1.0:
-        fail("momentum", "must be < 1")
-    if cfg.grad_clip is not None and not (math.isfinite(cfg.grad_clip) and cfg.grad_clip > 0):
-        fail("grad_clip", "must be > 0 (or null to disable clipping)")
-    if cfg.pooling == "attention":
-        width = cfg.hidden_dim * (2 if cfg.bidirectional else 1)
-        if width % cfg.attention_heads:
-            raise ConfigError(
-                f"{source}: attention_heads: {cfg.attention_heads} must divide the encoder "
-                f"output size {width} (hidden_dim x directions); try 1"
-            )
+    """Check ``value`` against the type of field ``name`` (not its range); return it in
+    canonical form (a whole float as an int for an integer field, an int as a float)."""
+    if name not in _DECLARED:
+        raise FieldError(source, name, unknown_key(name, list(_DECLARED)))
+    try:
+        return _type_of(name).validate_python(value)
+    except ValidationError as exc:
+        raise field_error(exc, source, TrainConfig, loc=(name,)) from None
 
 
 def from_mapping(data: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
-    """Build a config from a mapping of field names; unknown keys and bad types are errors."""
+    """Build a config from a mapping of field names; unknown keys and bad values are errors."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of config fields, got {data!r}")
-    values = {str(k): coerce(str(k), v, source=source) for k, v in data.items()}
-    cfg = TrainConfig.__new__(TrainConfig)
-    defaults = {name: f.default for name, f in FIELDS.items()}
-    for name, value in {**defaults, **values}.items():
-        object.__setattr__(cfg, name, value)
-    _check_values(cfg, source=source)
-    return cfg
+        raise ConfigError(f"{source}: expected a mapping of config fields, got {shown(data)}")
+    try:
+        return _CONFIG.validate_python(dict(data))
+    except ValidationError as exc:
+        raise field_error(exc, source, TrainConfig) from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -18,22 +18,21 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import optuna
+from pydantic import BeforeValidator, Field, StrictStr, ValidationError
 
 from hpsearch import config as cfg
-from hpsearch.config import TrainConfig
-from hpsearch.errors import ConfigError, did_you_mean
-from hpsearch.study._pruners import build_pruner, parse_pruner
-from hpsearch.study._samplers import build_sampler, parse_sampler
+from hpsearch.config import Float, Int, TrainConfig
+from hpsearch.errors import ConfigError, FieldError, did_you_mean, field_error, shown
+from hpsearch.study._pruners import PrunerSection, build_pruner, parse_pruner
+from hpsearch.study._samplers import SamplerSection, build_sampler, parse_sampler
 from hpsearch.study._space import (
     COMBINATIONS_LIMIT,
     ParamSpec,
-    as_int,
-    as_mapping,
+    Section,
     check_config,
-    check_keys,
     coerce,
     combinations,
     fail,
@@ -42,9 +41,55 @@ from hpsearch.study._space import (
 )
 
 DEFAULT_TRIALS = 20
-_TOP_KEYS = ("name", "description", "config", "space", "sampler", "pruner", "budget", "enqueue")
-# Not starting with '.' or '-': a name is also a directory (reports/<name>) and an argument.
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# ASCII, not starting with '.' or '-': a name is also a directory (reports/<name>), part of
+# the SQLite lock file's name and an argument. 64 characters keep those, and the live view's
+# title, within bounds; Optuna's own column takes 512.
+_NAME_RULE = (
+    "ASCII letters, digits, '_', '.' or '-', not starting with '.' or '-', at most 64 characters"
+)
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+# Far past any real study (a trial is a training run of seconds to hours), and the one rule
+# for 1e12 and 1000000000000 alike: a count no budget can spend would show a nonsense ETA.
+MAX_TRIALS = 10**6
+MAX_TIMEOUT = 366 * 24 * 3600  # a year, in seconds
+
+
+class Budget(Section):
+    example = "{trials: 50, epochs: 30}"
+    trials: Annotated[Int, Field(ge=1, le=MAX_TRIALS)] = DEFAULT_TRIALS
+    timeout: Annotated[
+        Float | None,
+        Field(
+            gt=0,
+            le=MAX_TIMEOUT,
+            allow_inf_nan=False,
+            description=f"seconds > 0 and at most {MAX_TIMEOUT} (366 days)",
+        ),
+    ] = None
+    epochs: Int | None = None  # the range is TrainConfig.epochs'
+
+
+def _by_name(value: Any) -> Any:
+    """``sampler: tpe`` is short for ``sampler: {name: tpe}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class StudyFile(Section):
+    """A study file's sections as written: every key known, every plain value of its type.
+    What depends on the config fields (space, enqueue) is checked by ``parse_study``."""
+
+    name: Annotated[
+        StrictStr | None, Field(pattern=rf"^{_NAME.pattern}$", description=_NAME_RULE)
+    ] = None
+    description: StrictStr | None = None
+    config: Annotated[dict[Any, Any] | None, Field(examples=["{optimizer: adam}"])] = None
+    space: Any = None  # parse_space's
+    sampler: Annotated[SamplerSection | None, BeforeValidator(_by_name)] = None
+    pruner: Annotated[PrunerSection | None, BeforeValidator(_by_name)] = None
+    budget: Budget | None = None
+    enqueue: Annotated[list[dict[Any, Any]] | None, Field(examples=["[{lr: 1.0e-3}]"])] = None
+
+
 _GRID_CHECK_LIMIT = 10_000  # every grid point is validated up to this size
 # Extending a study by running it again with a larger --trials/--timeout is the normal way to
 # use it, and neither changes what a trial means; the description is prose. Everything else
@@ -119,12 +164,12 @@ class StudySpec:
 
     def with_budget(self, trials: int | None = None, timeout: float | None = None) -> StudySpec:
         """Override the budget (CLI --trials/--timeout); None keeps the file's value."""
-        if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int)):
-            raise ConfigError(f"--trials: expected an integer, got {trials!r}")
-        if trials is not None and trials < 1:
-            raise ConfigError(f"--trials: must be >= 1, got {trials}")
-        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-            raise ConfigError(f"--timeout: must be > 0 seconds, got {timeout!r}")
+        given = {"trials": trials, "timeout": timeout}
+        try:
+            Budget.model_validate({k: v for k, v in given.items() if v is not None})
+        except ValidationError as exc:
+            error = field_error(exc, "", Budget)
+            raise ConfigError(f"--{error.field}: {error.problem}") from None
         return dataclasses.replace(
             self,
             trials=self.trials if trials is None else trials,
@@ -187,45 +232,31 @@ def parse_study(
 ) -> StudySpec:
     """Validate a study mapping (a parsed file, or a stored ``to_dict()``)."""
     src = source
-    check_keys(src, "", data, _TOP_KEYS)
-    name = data.get("name", default_name)
-    if name is None:
-        fail(src, "name", "missing; give a name of letters, digits, '_', '.' or '-'")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        fail(
-            src,
-            "name",
-            f"{name!r} must be letters, digits, '_', '.' or '-', not starting with '.' or '-'",
-        )
-    description = data.get("description")
-    description = "" if description is None else description
-    if not isinstance(description, str):
-        fail(src, "description", f"expected a string, got {description!r}")
+    if data.get("name") is None and default_name is not None:
+        data = {**data, "name": default_name}
+    try:
+        raw = StudyFile.model_validate(dict(data))
+    except ValidationError as exc:
+        raise field_error(exc, src, StudyFile) from None
+    if raw.name is None:
+        fail(src, "name", f"missing; give a name of {_NAME_RULE}")
+    name, description = raw.name, raw.description or ""
 
-    fixed: dict[str, Any] = {}
-    for key, value in as_mapping(src, "config", data.get("config"), "{optimizer: adam}").items():
-        if key not in cfg.FIELDS:
-            fail(src, f"config.{key}", f"unknown field{did_you_mean(str(key), cfg.FIELDS)}")
-        fixed[key] = coerce(src, f"config.{key}", key, value)
+    fixed = {str(k): coerce(src, f"config.{k}", str(k), v) for k, v in (raw.config or {}).items()}
     try:
         cfg.from_mapping(fixed, source=src)
-    except ConfigError as exc:
-        raise ConfigError(f"{src}: config.{str(exc).removeprefix(f'{src}: ')}") from None
+    except FieldError as exc:
+        raise exc.at(f"config.{exc.field}") from None
 
-    budget = as_mapping(src, "budget", data.get("budget"), "{trials: 50, epochs: 30}")
-    check_keys(src, "budget", budget, ("trials", "timeout", "epochs"))
-    trials = as_int(src, "budget.trials", budget.get("trials", DEFAULT_TRIALS), 1)
-    timeout = budget.get("timeout")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            fail(src, "budget.timeout", f"expected seconds or null, got {timeout!r}")
-        if not (math.isfinite(timeout) and timeout > 0):
-            fail(src, "budget.timeout", f"must be > 0 seconds (or null), got {timeout}")
-        timeout = float(timeout)
-    default_epochs = fixed.get("epochs", cfg.FIELDS["epochs"].default)
-    epochs = as_int(src, "budget.epochs", budget.get("epochs", default_epochs), 1)
+    budget = raw.budget or Budget()
+    trials, timeout = budget.trials, budget.timeout
+    epochs = (
+        fixed.get("epochs", cfg.FIELDS["epochs"].default)
+        if budget.epochs is None
+        else budget.epochs
+    )
     check_config(src, "budget.epochs", "epochs", {"epochs": epochs})
-    if "epochs" in fixed and "epochs" in budget and fixed["epochs"] != epochs:
+    if "epochs" in fixed and budget.epochs is not None and fixed["epochs"] != epochs:
         fail(
             src,
             "config.epochs",
@@ -233,11 +264,10 @@ def parse_study(
             "budget.epochs: drop config.epochs",
         )
 
-    space = parse_space(src, data.get("space"), fixed, epochs)
-
-    sampler = parse_sampler(src, data.get("sampler"), space)
-    pruner = parse_pruner(src, data.get("pruner"), epochs)
-    enqueue = _parse_enqueue(src, data.get("enqueue"), fixed, space, epochs)
+    space = parse_space(src, raw.space, fixed, epochs)
+    sampler = parse_sampler(src, raw.sampler or SamplerSection(), space)
+    pruner = parse_pruner(src, raw.pruner, epochs)
+    enqueue = _parse_enqueue(src, raw.enqueue or [], fixed, space, epochs)
     spec = StudySpec(
         name, description, path, fixed, space, sampler, pruner, trials, timeout, epochs, enqueue
     )
@@ -256,16 +286,15 @@ def parse_study(
 
 
 def _parse_enqueue(
-    src: str, raw: Any, fixed: Mapping[str, Any], space: Mapping[str, ParamSpec], epochs: int
+    src: str,
+    raw: list[dict[Any, Any]],
+    fixed: Mapping[str, Any],
+    space: Mapping[str, ParamSpec],
+    epochs: int,
 ) -> list[dict[str, Any]]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        fail(src, "enqueue", f"expected a list of {{param: value}} mappings, got {raw!r}")
     out = []
     for i, entry in enumerate(raw):
         where = f"enqueue[{i}]"
-        entry = as_mapping(src, where, entry, "{lr: 1e-3}")
         params: dict[str, Any] = {}
         for key, value in entry.items():
             at = f"{where}.{key}"
@@ -275,12 +304,14 @@ def _parse_enqueue(
                 fail(src, at, f"not a space parameter{fixed_hint}; space: {', '.join(space)}{hint}")
             params[key] = coerce(src, at, key, value)
             if not space[key].contains(params[key]):
-                fail(src, at, f"{params[key]!r} is outside the space ({space[key].describe()})")
+                fail(
+                    src, at, f"{shown(params[key])} is outside the space ({space[key].describe()})"
+                )
         for key in params:
             for dep, values in (space[key].when or {}).items():
                 if dep in params and params[dep] not in values:
-                    shown = " or ".join(map(str, values))
-                    fail(src, f"{where}.{key}", f"unused unless {dep} is {shown}; drop {key}")
+                    listed = " or ".join(map(str, values))
+                    fail(src, f"{where}.{key}", f"unused unless {dep} is {listed}; drop {key}")
         check_config(src, where, "", {**fixed, **params, "epochs": epochs})
         out.append(params)
     return out
@@ -321,6 +352,6 @@ def _first_invalid(
     for point in points:
         try:
             cfg.from_mapping({**spec.config, **point, "epochs": spec.epochs}, source=src)
-        except ConfigError as exc:
-            return point, str(exc).removeprefix(f"{src}: ")
+        except FieldError as exc:
+            return point, exc.detail
     return None

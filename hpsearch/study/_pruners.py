@@ -17,13 +17,14 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import optuna
+from pydantic import Field
 
-from hpsearch.errors import did_you_mean
+from hpsearch.config import Int
 from hpsearch.study._samplers import parse_options
-from hpsearch.study._space import as_int, as_mapping, check_keys, fail
+from hpsearch.study._space import Section, fail
 
 # Rungs at epochs 3, 9 and 27: by epoch 3 TREC learning curves have separated enough to drop
 # hopeless learning rates, and factor 3 keeps a third of the trials at each rung.
@@ -33,7 +34,8 @@ DEFAULT_PRUNER: dict[str, Any] = {
     "options": {"min_resource": 3, "reduction_factor": 3},
 }
 
-PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
+PrunerName = Literal["median", "percentile", "successive_halving", "hyperband", "none"]
+PRUNERS: dict[PrunerName, type[optuna.pruners.BasePruner]] = {
     "median": optuna.pruners.MedianPruner,
     "percentile": optuna.pruners.PercentilePruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
@@ -42,20 +44,23 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
 }
 
 
-def parse_pruner(src: str, raw: Any, epochs: int) -> dict[str, Any]:
+class PrunerSection(Section):
+    """``pruner:`` as written (a bare name is ``{name: NAME}``)."""
+
+    example = "{name: median, options: {n_warmup_steps: 5}}"
+    name: PrunerName = DEFAULT_PRUNER["name"]
+    options: Annotated[dict[Any, Any] | None, Field(examples=["{n_warmup_steps: 5}"])] = None
+    # epochs without improvement; the bound is budget.epochs' own
+    patience: Annotated[Int | None, Field(ge=0, le=10**6)] = None
+
+
+def parse_pruner(src: str, raw: PrunerSection | None, epochs: int) -> dict[str, Any]:
     if raw is None:
         options = dict(DEFAULT_PRUNER["options"])
         options["min_resource"] = min(options["min_resource"], epochs)
         return {"name": DEFAULT_PRUNER["name"], "options": options, "patience": None}
-    raw = (
-        {"name": raw} if isinstance(raw, str) else as_mapping(src, "pruner", raw, "{name: median}")
-    )
-    check_keys(src, "pruner", raw, ("name", "options", "patience"))
-    name = raw.get("name", DEFAULT_PRUNER["name"])
-    if name not in PRUNERS:
-        hint = did_you_mean(str(name), PRUNERS)
-        fail(src, "pruner.name", f"unknown pruner {name!r}; allowed: {', '.join(PRUNERS)}{hint}")
-    options = parse_options(src, "pruner.options", PRUNERS[name], raw.get("options"), {})
+    name = raw.name
+    options = parse_options(src, "pruner.options", PRUNERS[name], raw.options, {})
     for key in ("min_resource", "max_resource"):
         value = options.get(key)
         if isinstance(value, int) and value > epochs:
@@ -63,10 +68,7 @@ def parse_pruner(src: str, raw: Any, epochs: int) -> dict[str, Any]:
     low, high = options.get("min_resource"), options.get("max_resource")
     if isinstance(low, int) and isinstance(high, int) and low >= high:
         fail(src, "pruner.options.min_resource", f"{low} must be < max_resource ({high})")
-    patience = raw.get("patience")
-    if patience is not None:
-        patience = as_int(src, "pruner.patience", patience, 0)
-    pruner = {"name": name, "options": options, "patience": patience}
+    pruner = {"name": name, "options": options, "patience": raw.patience}
     try:
         build_pruner(pruner, epochs)
         if name == "hyperband":  # it builds its successive-halving brackets at the first prune

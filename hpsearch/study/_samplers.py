@@ -14,16 +14,19 @@ import inspect
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import optuna
+from pydantic import Field
 
-from hpsearch.errors import did_you_mean
-from hpsearch.study._space import ParamSpec, as_int, as_mapping, check_keys, fail
+from hpsearch.config import Int
+from hpsearch.errors import did_you_mean, shown
+from hpsearch.study._space import ParamSpec, Section, fail
 
 DEFAULT_SAMPLER: dict[str, Any] = {"name": "tpe", "seed": 0, "options": {}}
 
-SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
+SamplerName = Literal["tpe", "random", "grid", "cmaes", "gp", "qmc"]
+SAMPLERS: dict[SamplerName, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
     "grid": optuna.samplers.GridSampler,
@@ -31,6 +34,18 @@ SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
 }
+
+
+class SamplerSection(Section):
+    """``sampler:`` as written (a bare name is ``{name: NAME}``)."""
+
+    example = "{name: tpe, seed: 0}"
+    name: SamplerName = DEFAULT_SAMPLER["name"]
+    # numpy's RandomState, which Optuna's samplers seed, takes 32 bits; null: a random seed
+    seed: Annotated[Int | None, Field(ge=0, le=2**32 - 1)] = DEFAULT_SAMPLER["seed"]
+    options: Annotated[dict[Any, Any] | None, Field(examples=["{n_startup_trials: 10}"])] = None
+
+
 # Numeric options Optuna checks only when it first uses them (TPE's after its start-up
 # trials, hours into a study): the least each may be, and whether that least is allowed.
 _OPTION_MINIMUM: dict[str, tuple[float, bool]] = {
@@ -68,9 +83,9 @@ def _type_ok(tokens: list[str], value: Any) -> bool:
 
 
 def parse_options(
-    src: str, where: str, cls: type, raw: Any, reserved: Mapping[str, str]
+    src: str, where: str, cls: type, raw: Mapping[Any, Any] | None, reserved: Mapping[str, str]
 ) -> dict[str, Any]:
-    options = dict(as_mapping(src, where, raw, "{n_startup_trials: 10}"))
+    options = dict(raw or {})
     params = inspect.signature(cls).parameters
     settable = {
         n: t for n, p in params.items() if (t := _annotation_types(p)) and n not in reserved
@@ -85,35 +100,25 @@ def parse_options(
             hint = did_you_mean(str(key), settable)
             fail(src, at, f"unknown option of {cls.__name__}; allowed: {', '.join(settable)}{hint}")
         if not _type_ok(settable[key], value):
-            fail(src, at, f"expected {' | '.join(settable[key])}, got {value!r}")
+            fail(src, at, f"expected {' | '.join(settable[key])}, got {shown(value)}")
     for key, p in params.items():
         if p.default is inspect.Parameter.empty and key not in options and key not in reserved:
             fail(src, f"{where}.{key}", f"required by {cls.__name__}; give a value")
     return options
 
 
-def parse_sampler(src: str, raw: Any, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
-    raw = {"name": raw} if isinstance(raw, str) else as_mapping(src, "sampler", raw, "{name: tpe}")
-    check_keys(src, "sampler", raw, ("name", "seed", "options"))
-    name = raw.get("name", DEFAULT_SAMPLER["name"])
-    if name not in SAMPLERS:
-        hint = did_you_mean(str(name), SAMPLERS)
-        fail(src, "sampler.name", f"unknown sampler {name!r}; allowed: {', '.join(SAMPLERS)}{hint}")
+def parse_sampler(src: str, raw: SamplerSection, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    name, seed = raw.name, raw.seed
     for package in _SAMPLER_PACKAGES.get(name, ()):
         if importlib.util.find_spec(package) is None:
             fail(
                 src, "sampler.name", f"{name} needs the {package!r} package: pip install {package}"
             )
-    seed = raw.get("seed", DEFAULT_SAMPLER["seed"])
-    if seed is not None:
-        seed = as_int(src, "sampler.seed", seed, 0)
-        if seed > 2**32 - 1:  # numpy's RandomState, which Optuna's samplers seed
-            fail(src, "sampler.seed", f"must be <= 2**32 - 1, got {seed}")
     reserved = {
         "seed": "give the seed as sampler.seed",
         "search_space": "the grid comes from space (choices or step)",
     }
-    options = parse_options(src, "sampler.options", SAMPLERS[name], raw.get("options"), reserved)
+    options = parse_options(src, "sampler.options", SAMPLERS[name], raw.options, reserved)
     for key, value in options.items():
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if key in _OPTION_MINIMUM and number:

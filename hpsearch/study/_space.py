@@ -2,88 +2,71 @@
 
 ``parse_space`` validates the ``space`` section against ``TrainConfig`` (names, types, ranges,
 ``when`` conditions) so that a trial can never suggest a value the config would reject. The
-field-level checks here (``fail``, ``as_mapping``, ``check_keys``, ``coerce``, ``check_config``,
-``show``) are shared with the rest of the study file, so every message has the same form:
-``<file>: <dotted field>: <problem>``.
+field-level checks here (``fail``, ``coerce``, ``check_config``, ``show``) are shared with the
+rest of the study file, so every message has the same form: ``<file>: <dotted field>: <problem>``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Annotated, Any, ClassVar, Literal, NoReturn
 
 import optuna
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hpsearch import config as cfg
-from hpsearch.config import TrainConfig
-from hpsearch.errors import ConfigError, did_you_mean
+from hpsearch.errors import FieldError, did_you_mean, field_error, shown
 
-_PARAM_KEYS = ("low", "high", "log", "step", "choices", "when")
-# Load-time checks list at most this many combinations of searched values (~30 us each);
+# Load-time checks list at most this many combinations of searched values (each one a config);
 # a space with more leaves its rare conflicting combinations to fail as trials.
 COMBINATIONS_LIMIT = 10_000
+
+
+class Section(BaseModel):
+    """A mapping of a study file: its keys are all known; ``example`` shows one in messages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    example: ClassVar[str] = ""
+
+
+class ParamSection(Section):
+    """One ``space`` entry as written; its values are checked against its config field."""
+
+    example = "{low: 0.0, high: 0.5} or {choices: [a, b]}"
+    low: Any = None
+    high: Any = None
+    log: cfg.Bool | None = None
+    step: Any = None
+    choices: Any = None
+    when: Any = None
 
 
 # --- field-level checks ---------------------------------------------------------------------------
 
 
 def fail(src: str, where: str, problem: str) -> NoReturn:
-    """Raise the one-line ``ConfigError`` every study-file check reports."""
-    raise ConfigError(f"{src}: {where}: {problem}")
-
-
-def as_int(src: str, where: str, value: Any, minimum: int) -> int:
-    """An integer (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        fail(src, where, f"expected an integer, got {value!r}")
-    if value < minimum:
-        fail(src, where, f"must be >= {minimum}, got {value}")
-    return value
-
-
-def _relocate(exc: ConfigError, src: str, name: str, where: str) -> ConfigError:
-    """Re-address a config.py message (``src: name: problem``) to the study file's field."""
-    rest = str(exc).removeprefix(f"{src}: ").removeprefix(f"{name}: ")
-    return ConfigError(f"{src}: {where}: {rest}")
+    """Raise the one-line error every study-file check reports."""
+    raise FieldError(src, where, problem)
 
 
 def coerce(src: str, where: str, name: str, value: Any) -> Any:
     """``value`` as config field ``name`` takes it; errors name ``where``, not ``name``."""
     try:
         return cfg.coerce(name, value, source=src)
-    except ConfigError as exc:
-        raise _relocate(exc, src, name, where) from None
+    except FieldError as exc:
+        raise exc.at(where) from None
 
 
 def check_config(src: str, where: str, name: str, values: Mapping[str, Any]) -> None:
-    """Check that ``values`` make a valid ``TrainConfig``; errors name ``where``."""
+    """Check that ``values`` make a valid ``TrainConfig``; an error about ``name`` is shown at
+    ``where``, one about another field below it."""
     try:
         cfg.from_mapping(values, source=src)
-    except ConfigError as exc:
-        raise _relocate(exc, src, name, where) from None
-
-
-def as_mapping(src: str, where: str, value: Any, example: str) -> Mapping[str, Any]:
-    """A mapping section (absent: empty); anything else fails, showing ``example``."""
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        fail(src, where, f"expected a mapping such as {example}, got {value!r}")
-    return value
-
-
-def check_keys(src: str, where: str, data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    """Fail on the first key not in ``allowed``, suggesting the closest one."""
-    for key in data:
-        if key not in allowed:
-            path = f"{where}.{key}" if where else str(key)
-            hint = did_you_mean(str(key), allowed)
-            fail(src, path, f"unknown key; allowed: {', '.join(allowed)}{hint}")
+    except FieldError as exc:
+        raise exc.at(where, name=name) from None
 
 
 def show(value: Any) -> str:
@@ -181,9 +164,18 @@ class ParamSpec:
         }
 
 
+class _Space(Section):
+    space: Annotated[
+        dict[Any, ParamSection] | None, Field(examples=["{lr: {low: 1e-5, high: 1e-3}}"])
+    ] = None
+
+
 def parse_space(src: str, raw: Any, fixed: Mapping[str, Any], epochs: int) -> dict[str, ParamSpec]:
     """The ``space`` section, in file order (``when`` conditions may only look back)."""
-    raw_space = as_mapping(src, "space", raw, "{lr: {low: 1e-5, high: 1e-3}}")
+    try:
+        raw_space = _Space(space=raw).space or {}
+    except ValidationError as exc:
+        raise field_error(exc, src, _Space) from None
     if not raw_space:
         fail(src, "space", "empty; give at least one parameter to search")
     space: dict[str, ParamSpec] = {}
@@ -193,18 +185,18 @@ def parse_space(src: str, raw: Any, fixed: Mapping[str, Any], epochs: int) -> di
 
 
 def _numeric_kind(name: str) -> Literal["float", "int"] | None:
-    hint = typing.get_type_hints(TrainConfig)[name]
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    args = set(typing.get_args(hint) if union else (hint,))
-    if cfg.field_choices(name) is not None or bool in args:
-        return None
-    return "int" if int in args else "float" if float in args else None
+    match cfg.field_kind(name):
+        case "int":
+            return "int"
+        case "float":
+            return "float"
+    return None
 
 
 def _parse_param(
     src: str,
     name: str,
-    raw: Any,
+    raw: ParamSection,
     fixed: Mapping[str, Any],
     earlier: Mapping[str, ParamSpec],
     names: list[str],
@@ -212,17 +204,12 @@ def _parse_param(
 ) -> ParamSpec:
     where = f"space.{name}"
     _check_searchable(src, where, name, fixed)
-    raw = as_mapping(src, where, raw, "{low: 0.0, high: 0.5} or {choices: [a, b]}")
-    check_keys(src, where, raw, _PARAM_KEYS)
-    when = _parse_when(src, where, raw.get("when"), fixed, earlier, names)
-    log = False if raw.get("log") is None else raw["log"]
-    if not isinstance(log, bool):
-        fail(src, f"{where}.log", f"expected true or false, got {log!r}")
-    if raw.get("choices") is not None:
+    when = _parse_when(src, where, raw.when, fixed, earlier, names)
+    if raw.choices is not None:
         spec = _parse_choices(src, where, name, raw, when)
         points = [(f"choices[{i}]", v) for i, v in enumerate(spec.choices or ())]
     else:
-        spec = _parse_range(src, where, name, raw, log, when)
+        spec = _parse_range(src, where, name, raw, bool(raw.log), when)
         points = [("low", spec.low), ("high", spec.high)]
     for label, value in points:  # each end of the range, each choice: a valid configuration
         check_config(src, f"{where}.{label}", name, {**fixed, name: value, "epochs": epochs})
@@ -241,15 +228,16 @@ def _check_searchable(src: str, where: str, name: str, fixed: Mapping[str, Any])
 
 
 def _parse_choices(
-    src: str, where: str, name: str, raw: Mapping[str, Any], when: Condition
+    src: str, where: str, name: str, raw: ParamSection, when: Condition
 ) -> ParamSpec:
-    choices = raw["choices"]
-    extra = [k for k in ("low", "high", "log", "step") if raw.get(k) not in (None, False)]
-    extra += [k for k in ("low", "high", "step") if raw.get(k) in (0, False)]
+    choices = raw.choices
+    given = {k: getattr(raw, k) for k in ("low", "high", "log", "step")}
+    extra = [k for k, v in given.items() if v not in (None, False)]
+    extra += [k for k, v in given.items() if k != "log" and v in (0, False)]
     if extra:
         fail(src, where, f"choices cannot be combined with {', '.join(extra)}; give one form")
     if not isinstance(choices, list) or not choices:
-        fail(src, f"{where}.choices", f"expected a non-empty list, got {choices!r}")
+        fail(src, f"{where}.choices", f"expected a non-empty list, got {shown(choices)}")
     values = tuple(coerce(src, f"{where}.choices", name, v) for v in choices)
     if len({show(v) for v in values}) < len(values):
         fail(src, f"{where}.choices", f"duplicate values in {show(list(values))}")
@@ -257,17 +245,17 @@ def _parse_choices(
 
 
 def _parse_range(
-    src: str, where: str, name: str, raw: Mapping[str, Any], log: bool, when: Condition
+    src: str, where: str, name: str, raw: ParamSection, log: bool, when: Condition
 ) -> ParamSpec:
     kind = _numeric_kind(name)
     if kind is None:
         allowed = cfg.field_choices(name) or ("true", "false")
         fail(src, where, f"needs choices, e.g. {{choices: [{', '.join(allowed)}]}}")
     for key in ("low", "high"):
-        if raw.get(key) is None:
+        if getattr(raw, key) is None:
             fail(src, where, f"missing {key}; give low and high (or choices)")
-    low = coerce(src, f"{where}.low", name, raw["low"])
-    high = coerce(src, f"{where}.high", name, raw["high"])
+    low = coerce(src, f"{where}.low", name, raw.low)
+    high = coerce(src, f"{where}.high", name, raw.high)
     for key, value in (("low", low), ("high", high)):
         if not math.isfinite(value):
             fail(src, f"{where}.{key}", f"must be a finite number, got {value}")
@@ -276,8 +264,8 @@ def _parse_range(
     if log and low <= 0:
         fail(src, f"{where}.low", f"log scale needs low > 0, got {low}; e.g. low: 1.0e-6")
     step = None
-    if raw.get("step") is not None:
-        step = _parse_step(src, f"{where}.step", name, raw["step"], low, high, log)
+    if raw.step is not None:
+        step = _parse_step(src, f"{where}.step", name, raw.step, low, high, log)
     return ParamSpec(name, kind, low, high, log, step, None, when)
 
 
@@ -306,7 +294,9 @@ def _parse_when(
     if raw is None:
         return None
     if not isinstance(raw, Mapping) or not raw:
-        fail(src, f"{where}.when", f"expected a mapping such as {{optimizer: sgd}}, got {raw!r}")
+        fail(
+            src, f"{where}.when", f"expected a mapping such as {{optimizer: sgd}}, got {shown(raw)}"
+        )
     out: dict[str, tuple[Any, ...]] = {}
     for dep, wanted in raw.items():
         at = f"{where}.when.{dep}"

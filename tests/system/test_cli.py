@@ -19,7 +19,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "Traceback (most recent call last)" in proc.stderr
-    assert "ConfigError: --set: cell: 'grru'" in proc.stderr
+    assert "FieldError: --set: cell: 'grru'" in proc.stderr  # a ConfigError naming its field
 
 
 def test_without_debug_a_usage_error_has_no_traceback(tmp_path: Path) -> None:

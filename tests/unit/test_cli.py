@@ -51,10 +51,10 @@ def test_top_level_help_shows_an_example(cli: CliRunner) -> None:
 
 def test_unknown_override_is_one_line_naming_it(cli: CliRunner) -> None:
     assert _usage_error(_invoke(cli, "train", "--set", "bogus=1")) == (
-        "error: --set: unknown key 'bogus'"
+        "error: --set: bogus: unknown field; docs/configuration.md lists the fields"
     )
     line = _usage_error(_invoke(cli, "train", "--set", "hiden_dim=8"))
-    assert "'hiden_dim'" in line and "did you mean 'hidden_dim'?" in line
+    assert "--set: hiden_dim: unknown field (did you mean 'hidden_dim'?)" in line
 
 
 def test_an_unwritable_checkpoint_path_is_refused_before_training(

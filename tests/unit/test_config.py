@@ -84,6 +84,46 @@ def test_out_of_range_values_fail_when_loaded(override: str, expected: str) -> N
     assert expected in str(exc.value)
 
 
+@pytest.mark.parametrize(
+    ("override", "value"), [("epochs=1e3", 1000), ("hidden_dim=64.0", 64), ("lr=1", 1.0)]
+)
+def test_whole_floats_are_integers_and_integers_floats(override: str, value: Any) -> None:
+    key = override.partition("=")[0]
+    got = getattr(config.load(overrides=[override]), key)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("epochs=2.5", "--set: epochs: expected an integer, got 2.5"),
+        ('epochs="3"', "--set: epochs: expected an integer, got '3'"),
+        ("epochs=true", "--set: epochs: expected an integer, got True"),
+        ('lr="0.1"', "--set: lr: expected a number, got '0.1'"),
+        ("lr=false", "--set: lr: expected a number, got False"),
+        ("packed=1", "--set: packed: expected true or false, got 1"),
+        ("lr=.inf", "config: lr: must be a finite number > 0, got inf"),
+        ("grad_clip=.nan", "config: grad_clip: must be a finite number > 0 or null, got nan"),
+        ("lr=1e400", "config: lr: must be a finite number > 0, got inf"),
+        ("lr=" + "9" * 400, "--set: lr: expected a number, got 9999999"),  # was OverflowError
+    ],
+)
+def test_types_are_strict(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(overrides=[override])
+    assert str(info.value).startswith(expected)
+    assert len(str(info.value)) < 200
+
+
+def test_a_huge_value_is_shown_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("cell: [" + ", ".join(["x" * 1000] * 1000) + "]\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: cell: ") and len(message) < 400
+
+
 def test_the_range_bounds_themselves_are_allowed() -> None:
     cfg = config.load(overrides=["seed=9223372036854775807", "threads=1024", "head_layers=0"])
     assert (cfg.seed, cfg.threads, cfg.head_layers) == (2**63 - 1, 1024, 0)

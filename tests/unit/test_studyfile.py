@@ -90,7 +90,7 @@ def test_shipped_studies_load() -> None:
 
 CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("top key", {**BASE, "spase": {}}, ["spase: unknown key", "did you mean 'space'"]),
-    ("name", changed(name="my study"), ["name: 'my study'"]),
+    ("name", changed(name="my study"), ["name: must be ASCII letters", "got 'my study'"]),
     ("config key", changed(config={"lrr": 0.1}), ["config.lrr: unknown field", "'lr'"]),
     ("config type", changed(config={"hidden_dim": "big"}), ["config.hidden_dim:", "'big'"]),
     (
@@ -223,10 +223,10 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         changed(pruner={"name": "successive_halving", "options": {"min_resource": 50}}),
         ["pruner.options.min_resource:", "50 exceeds budget.epochs (10)"],
     ),
-    ("trials", changed(budget={"trials": 0}), ["budget.trials:", "must be >= 1, got 0"]),
+    ("trials", changed(budget={"trials": 0}), ["budget.trials:", "must be in [1, 1000000], got 0"]),
     ("trials type", changed(budget={"trials": "many"}), ["budget.trials:", "'many'"]),
     ("timeout", changed(budget={"timeout": -5}), ["budget.timeout:", "> 0", "-5"]),
-    ("epochs", changed(budget={"epochs": 0}), ["budget.epochs:", "must be >= 1, got 0"]),
+    ("epochs", changed(budget={"epochs": 0}), ["budget.epochs:", "must be in [1, 1000000], got 0"]),
     ("budget key", changed(budget={"trial": 3}), ["budget.trial: unknown key", "'trials'"]),
     (
         "grid continuous",
@@ -289,8 +289,8 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("empty space", changed(space={}), ["space: empty"]),
     # Found by a hostile-input pass (seventh session): each used to load, then fail trials.
-    ("name of dots", changed(name=".."), ["name: '..'", "not starting with '.'"]),
-    ("name like an option", changed(name="-x"), ["name: '-x'"]),
+    ("name of dots", changed(name=".."), ["name: must be", "not starting with '.'", "got '..'"]),
+    ("name like an option", changed(name="-x"), ["name: must be", "got '-x'"]),
     ("description not text", changed(description=0), ["description: expected a string"]),
     (
         "epochs beyond the range",
@@ -379,6 +379,72 @@ def test_validation_errors(tmp_path: Path, data: dict[str, Any], expected: list[
     assert message.startswith(f"{path}: ")
     for part in expected:
         assert part in message, (part, message)
+
+
+# --- issue 16: budget bounds and names, one rule per field ------------------------------------
+
+STUDY: dict[str, Any] = {"space": {"lr": {"low": 1e-4, "high": 1e-2}}}
+
+
+def one_line(tmp_path: Path, data: dict[str, Any]) -> str:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return message.removeprefix(f"{path}: ")
+
+
+def test_trials_past_the_bound_read_the_same_in_both_spellings(tmp_path: Path) -> None:
+    # 1e12 was "expected an integer" while 1000000000000 loaded, with a nonsense ETA.
+    messages = set()
+    path = tmp_path / "s.yaml"
+    body = "space: {lr: {low: 1.0e-4, high: 1.0e-2}}\n"
+    for text in ("1e12", "1000000000000"):
+        path.write_text(f"{body}budget: {{trials: {text}}}\n")
+        with pytest.raises(ConfigError) as info:
+            load_study(path)
+        messages.add(str(info.value))
+    assert messages == {f"{path}: budget.trials: must be in [1, 1000000], got 1000000000000"}
+    path.write_text(f"{body}budget: {{trials: 1e3}}\n")
+    assert load_study(path).trials == 1000
+
+
+def test_a_timeout_past_a_year_is_refused(tmp_path: Path) -> None:
+    data = {**STUDY, "budget": {"timeout": 1e10}}
+    assert one_line(tmp_path, data) == (
+        "budget.timeout: must be seconds > 0 and at most 31622400 (366 days), got 10000000000.0"
+    )
+
+
+def test_a_study_name_says_ascii(tmp_path: Path) -> None:
+    # It said "must be letters, digits", which 研 is.
+    message = one_line(tmp_path, {**STUDY, "name": "研究"})
+    assert message.startswith("name: must be ASCII letters, digits, '_', '.' or '-'")
+    assert message.endswith("got '研究'")
+
+
+def test_a_long_study_name_is_refused_in_a_short_line(tmp_path: Path) -> None:
+    # A 300-character name loaded, and broke the live view's layout.
+    assert load_study(_written(tmp_path, "a" * 64)).name == "a" * 64
+    message = one_line(tmp_path, {**STUDY, "name": "b" * 300})
+    assert message.startswith("name: must be ") and "at most 64 characters" in message
+    assert len(message) < 250
+
+
+def _written(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "named.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "name": name}))
+    return path
+
+
+def test_a_study_file_that_is_not_utf8_is_named_a_study_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: é\nspace: {lr: {low: 1.0e-4, high: 1.0e-2}}\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_study(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 6); expected a YAML or JSON study file"
 
 
 def test_missing_sampler_package_is_reported_at_load(
@@ -520,7 +586,7 @@ def test_with_budget_validates() -> None:
     spec = load_study(REPO_STUDIES / "regularization.yaml")
     assert (spec.with_budget(trials=5).trials, spec.with_budget(timeout=9).timeout) == (5, 9.0)
     assert spec.with_budget().trials == spec.trials
-    with pytest.raises(ConfigError, match="--trials: must be >= 1"):
+    with pytest.raises(ConfigError, match=r"--trials: must be in \[1, 1000000\], got 0"):
         spec.with_budget(trials=0)
     with pytest.raises(ConfigError, match="--timeout"):
         spec.with_budget(timeout=-1)
