@@ -16,6 +16,7 @@ from hpsearch.storage._database import (
     set_user_attrs,
     sqlite_tables,
 )
+from hpsearch.storage._handle import Database, database
 from hpsearch.storage._locks import budget_lock, db_lock
 from hpsearch.storage._url import (
     DEFAULT_URL,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_URL",
     "SQLITE_BUSY_TIMEOUT",
     "SUPPORTED",
+    "Database",
     "DatabaseLost",
     "DatabaseUnavailable",
     "RetryStaleTrial",
@@ -46,6 +48,7 @@ __all__ = [
     "check_not_foreign",
     "connect_args",
     "count_states",
+    "database",
     "db_lock",
     "error_reason",
     "fail_trials_without_heartbeat",
