@@ -6,10 +6,12 @@ Passwords never reach a message: every error is masked with ``mask_url`` and ``s
 
 from hpsearch.errors import StorageError
 from hpsearch.storage._database import (
+    DB_ERRORS,
     RetryStaleTrial,
     check_connection,
     check_not_foreign,
     count_states,
+    create_study,
     fail_trials_without_heartbeat,
     heartbeat_settings,
     open_storage,
@@ -25,6 +27,7 @@ from hpsearch.storage._url import (
     DatabaseLost,
     DatabaseUnavailable,
     connect_args,
+    disk_full,
     error_reason,
     failure,
     mask_url,
@@ -35,6 +38,7 @@ from hpsearch.storage._url import (
 )
 
 __all__ = [
+    "DB_ERRORS",
     "DEFAULT_URL",
     "SQLITE_BUSY_TIMEOUT",
     "SUPPORTED",
@@ -48,8 +52,10 @@ __all__ = [
     "check_not_foreign",
     "connect_args",
     "count_states",
+    "create_study",
     "database",
     "db_lock",
+    "disk_full",
     "error_reason",
     "fail_trials_without_heartbeat",
     "failure",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import json
 import logging
 import os
 import sqlite3
@@ -27,6 +28,7 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 from optuna.storages._rdb import models as optuna_models
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
@@ -42,7 +44,8 @@ GRACE_FACTOR = 3  # default grace = 3 intervals: one missed beat is not a dead w
 MAX_RETRY = 3  # a trial whose worker died is re-queued at most this many times
 INIT_LOCK_TIMEOUT = 120.0  # creating Optuna's tables takes well under a second
 
-_DB_ERRORS = (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, sqlite3.Error)
+# What a database's driver, SQLAlchemy or Optuna raise when the database fails a statement.
+DB_ERRORS = (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, sqlite3.Error)
 
 _logger = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class _RDBStorage(optuna.storages.RDBStorage):
     def record_heartbeat(self, trial_id: int) -> None:
         try:
             super().record_heartbeat(trial_id)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             if not self._beat_failing:  # once per outage, not once a second
                 url = str(self.url)
                 _logger.warning(
@@ -108,6 +111,36 @@ class _RDBStorage(optuna.storages.RDBStorage):
                 self._set_trial_attr_without_commit(
                     session, optuna_models.TrialUserAttributeModel, trial_id, key, value
                 )
+
+
+def create_study(
+    storage: optuna.storages.BaseStorage, name: str, user_attrs: dict[str, Any]
+) -> None:
+    """Create a study that maximizes one value, with its user attributes in the same
+    transaction on hpsearch's storage: a study that exists never lacks them (a full disk
+    between two commits would leave one that reads as another program's)."""
+    backend = _backend(storage)
+    if not isinstance(backend, _RDBStorage):
+        study_id = storage.create_new_study([StudyDirection.MAXIMIZE], name)
+        for key, value in user_attrs.items():
+            storage.set_study_user_attr(study_id, key, value)
+        return
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    direction = optuna_models.StudyDirectionModel(objective=0, direction=StudyDirection.MAXIMIZE)
+    try:
+        with _create_scoped_session(backend.scoped_session) as session:
+            study = optuna_models.StudyModel(study_name=name, directions=[direction])
+            session.add(study)
+            session.flush()  # assigns study_id
+            for key, value in user_attrs.items():
+                session.add(
+                    optuna_models.StudyUserAttributeModel(
+                        study_id=study.study_id, key=key, value_json=json.dumps(value)
+                    )
+                )
+    except sa_exc.IntegrityError:
+        raise optuna.exceptions.DuplicatedStudyError(f"study {name!r} exists") from None
 
 
 class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -176,7 +209,7 @@ def open_storage(
             if db.path is not None:
                 _enable_wal(db.path, db.url)
             return _RDBStorage(db, **extra)
-    except _DB_ERRORS as e:
+    except DB_ERRORS as e:
         raise failure(db.url, e) from None
     except RuntimeError as e:
         if "table schema" not in str(e):  # Optuna's "schema is too old/new" message

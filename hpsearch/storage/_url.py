@@ -293,6 +293,12 @@ def error_reason(url: str, error: BaseException) -> str:
     Optuna wraps driver errors in a StorageInternalError about "invalid data in the
     commit", and SQLAlchemy in its own class: the driver's own words say what happened.
     """
+    cause = _driver_error(error)
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return scrub(" ".join(lines[0].split()) if lines else type(cause).__name__, url)
+
+
+def _driver_error(error: BaseException) -> BaseException:
     cause: BaseException = error
     while True:
         if isinstance(cause, sa_exc.DBAPIError) and cause.orig is not None:
@@ -300,15 +306,53 @@ def error_reason(url: str, error: BaseException) -> str:
         elif isinstance(cause, optuna.exceptions.StorageInternalError) and cause.__cause__:
             cause = cause.__cause__
         else:
-            break
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return scrub(" ".join(lines[0].split()) if lines else type(cause).__name__, url)
+            return cause
+
+
+# What each database says when its disk is full: SQLite's SQLITE_FULL, PostgreSQL's
+# disk_full class, MySQL's "disk full" and "table is full"; the OS's ENOSPC text otherwise.
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
+_PG_DISK_FULL = "53100"
+_MYSQL_DISK_FULL = (1021, 1114)
+# SQLite reports a failed write to its shared-memory or WAL file as an I/O error: with less
+# than this left on the file's filesystem, the error is the full disk.
+_NEARLY_FULL = 1 << 20
+
+
+def disk_full(url: str, error: BaseException) -> bool:
+    """Whether a database error says that the database's disk is full."""
+    cause = _driver_error(error)
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code == _SQLITE_FULL:
+        return True
+    if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
+        return _nearly_full(url)
+    if getattr(cause, "sqlstate", None) == _PG_DISK_FULL:
+        return True
+    args = getattr(cause, "args", ())
+    if type(cause).__module__.startswith("pymysql") and args and args[0] in _MYSQL_DISK_FULL:
+        return True
+    return "No space left on device" in str(cause)
+
+
+def _nearly_full(url: str) -> bool:
+    try:
+        path = sqlite_path(make_url(url))
+        if path is None:
+            return False
+        fs = os.statvfs(path.absolute().parent)
+    except (OSError, StorageError, sa_exc.ArgumentError):
+        return False
+    return fs.f_bavail * fs.f_frsize < _NEARLY_FULL
 
 
 def failure(url: str, error: BaseException) -> StorageError:
     """A one-line, password-free StorageError for a driver or SQLAlchemy error."""
+    reason = error_reason(url, error)
+    if disk_full(url, error):
+        return DatabaseUnavailable(f"cannot write to {mask_url(url)}: disk full ({reason})")
     verb = "open" if url.startswith("sqlite") else "connect to"
-    return DatabaseUnavailable(f"cannot {verb} {mask_url(url)}: {error_reason(url, error)}")
+    return DatabaseUnavailable(f"cannot {verb} {mask_url(url)}: {reason}")
 
 
 def missing_driver(url: str, error: ImportError) -> StorageError:

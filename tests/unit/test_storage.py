@@ -513,3 +513,40 @@ def test_a_blank_storage_url_names_where_it_came_from(monkeypatch: pytest.Monkey
     monkeypatch.setenv(settings.STORAGE, " ")
     with pytest.raises(StorageError, match=r"^HPSEARCH_STORAGE: the storage URL is empty"):
         storage.resolve_url(" ")
+
+
+# --- a full disk -------------------------------------------------------------------------
+
+
+def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return error
+
+
+def test_a_full_disk_is_named_in_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    full = _sqlite_error("database or disk is full", sqlite3.SQLITE_FULL)
+    wrapped = sqlalchemy.exc.OperationalError("INSERT ...", {}, full)
+    try:
+        raise optuna.exceptions.StorageInternalError("invalid data in the commit") from wrapped
+    except optuna.exceptions.StorageInternalError as e:
+        message = str(storage.failure(url, e))
+    assert message == f"cannot write to {url}: disk full (database or disk is full)"
+    assert storage.disk_full(url, OSError(28, "No space left on device"))
+    # An I/O error is the full disk only where the file's filesystem is (nearly) full.
+    assert not storage.disk_full(url, _sqlite_error("disk I/O error", 4874))
+    assert not storage.disk_full(url, _sqlite_error("database is locked", 5))
+
+
+def test_a_study_is_created_with_its_spec_or_not_at_all(tmp_path: Path) -> None:
+    backend = storage.open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=False)
+    with pytest.raises(TypeError):  # the attribute's write fails, as on a full disk
+        storage.create_study(backend, "half", {"spec": {"a": 1}, "bad": object()})
+    assert backend.get_all_studies() == []  # a study without its spec would read as foreign
+    storage.create_study(backend, "whole", {"spec": {"a": 1}})
+    [study] = backend.get_all_studies()
+    assert study.study_name == "whole" and study.user_attrs == {"spec": {"a": 1}}
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError):
+        storage.create_study(backend, "whole", {})
