@@ -79,6 +79,7 @@ def open_study(
     Resuming with a spec that differs from the stored one is refused unless ``force``: trials
     run under another search space or pruner would be silently mixed with the new ones.
     """
+    _refuse_another_programs_sqlite_study(spec, url)
     storage = storage_mod.open_storage(url, heartbeat=heartbeat)
     try:
         with storage_mod.budget_lock(url, spec.name):
@@ -119,14 +120,27 @@ def _create(
     return study
 
 
+def _refuse_another_programs_sqlite_study(spec: StudySpec, url: str) -> None:
+    """Refuse another program's study in a SQLite file before opening the file, which
+    switches it to WAL mode and makes lock files beside it; a server database is only
+    read until ``_resume`` refuses the study."""
+    attrs = storage_mod.sqlite_study_attrs(url, spec.name)
+    if attrs is not None and SPEC_ATTR not in attrs:
+        raise _not_ours(spec, url)
+
+
+def _not_ours(spec: StudySpec, url: str) -> StudyError:
+    return StudyError(
+        f"study {spec.name!r} exists in {storage_mod.mask_url(url)} but was not made "
+        "by hpsearch; choose another name"
+    )
+
+
 def _resume(spec: StudySpec, study: optuna.Study, url: str, *, force: bool) -> None:
     """Check ``spec`` against the stored one; with ``force``, store it instead."""
     stored = study.user_attrs.get(SPEC_ATTR)
     if stored is None:
-        raise StudyError(
-            f"study {spec.name!r} exists in {storage_mod.mask_url(url)} but was not made "
-            "by hpsearch; choose another name"
-        )
+        raise _not_ours(spec, url)
     changes = spec.differences(stored)
     if changes and not force:
         raise StudyError(

@@ -16,6 +16,7 @@ from hpsearch.storage._database import (
     heartbeat_settings,
     open_storage,
     set_user_attrs,
+    sqlite_study_attrs,
     sqlite_tables,
 )
 from hpsearch.storage._handle import Database, database
@@ -67,5 +68,6 @@ __all__ = [
     "scrub",
     "set_user_attrs",
     "sqlite_path",
+    "sqlite_study_attrs",
     "sqlite_tables",
 ]

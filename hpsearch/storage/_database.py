@@ -32,12 +32,20 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
+from sqlalchemy.engine import make_url
 
 from hpsearch import settings
 from hpsearch.errors import StorageError
 from hpsearch.storage._handle import DEFAULT_CONNECT_TIMEOUT, Database, database
 from hpsearch.storage._locks import db_lock
-from hpsearch.storage._url import SQLITE_BUSY_TIMEOUT, error_reason, failure, mask_url
+from hpsearch.storage._url import (
+    SQLITE_BUSY_TIMEOUT,
+    error_reason,
+    failure,
+    mask_url,
+    resolve_url,
+    sqlite_path,
+)
 
 DEFAULT_HEARTBEAT_INTERVAL = 10  # seconds; Optuna wants whole seconds
 GRACE_FACTOR = 3  # default grace = 3 intervals: one missed beat is not a dead worker
@@ -368,6 +376,25 @@ def sqlite_tables(path: Path) -> dict[str, set[str]] | None:
             }
     except sqlite3.Error:
         return None
+
+
+def sqlite_study_attrs(url: str, study_name: str) -> set[str] | None:
+    """The names of a study's user attributes in a SQLite database, read without writing
+    to the file or beside it (None: not a SQLite file that holds this study)."""
+    path = sqlite_path(make_url(resolve_url(url)))
+    if path is None or not path.is_file():
+        return None
+    query = (
+        "SELECT a.key FROM studies s LEFT JOIN study_user_attributes a "
+        "ON a.study_id = s.study_id WHERE s.study_name = ?"
+    )
+    try:
+        read_only = sqlite3.connect(_read_only(path), timeout=SQLITE_BUSY_TIMEOUT, uri=True)
+        with contextlib.closing(read_only) as db:
+            rows = db.execute(query, (study_name,)).fetchall()
+    except sqlite3.Error:
+        return None  # no such tables, or no database: opening it reports what it is
+    return {key for (key,) in rows if key is not None} if rows else None
 
 
 def check_not_foreign(path: Path, url: str) -> dict[str, set[str]] | None:
