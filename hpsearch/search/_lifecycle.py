@@ -8,6 +8,7 @@ a NaN or infinite value is never best.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,46 +79,68 @@ def open_study(
     Resuming with a spec that differs from the stored one is refused unless ``force``: trials
     run under another search space or pruner would be silently mixed with the new ones.
     """
+    _refuse_another_programs_sqlite_study(spec, url)
     storage = storage_mod.open_storage(url, heartbeat=heartbeat)
-    with storage_mod.budget_lock(url, spec.name):
-        try:
-            study = optuna.load_study(
-                study_name=spec.name,
-                storage=storage,
-                sampler=spec.make_sampler(seed_offset),
-                pruner=spec.make_pruner(),
-            )
-        except KeyError:
-            return _create(spec, storage, seed_offset)
-        _resume(spec, study, url, force=force)
-        _move_the_seed_on(spec, study, seed_offset)
-        return study
+    try:
+        with storage_mod.budget_lock(url, spec.name):
+            try:
+                study = optuna.load_study(
+                    study_name=spec.name,
+                    storage=storage,
+                    sampler=spec.make_sampler(seed_offset),
+                    pruner=spec.make_pruner(),
+                )
+            except KeyError:
+                return _create(spec, storage, seed_offset)
+            _resume(spec, study, url, force=force)
+            _move_the_seed_on(spec, study, seed_offset)
+            return study
+    except storage_mod.DB_ERRORS as e:  # a full disk, a server gone: one line
+        raise storage_mod.failure(url, e) from None
 
 
 def _create(
     spec: StudySpec, storage: optuna.storages.BaseStorage, seed_offset: int
 ) -> optuna.Study:
-    study = optuna.create_study(
+    storage_mod.create_study(storage, spec.name, {SPEC_ATTR: spec.to_dict()})
+    study = optuna.load_study(
         study_name=spec.name,
         storage=storage,
         sampler=spec.make_sampler(seed_offset),
         pruner=spec.make_pruner(),
-        direction="maximize",
     )
-    study.set_user_attr(SPEC_ATTR, spec.to_dict())
-    for params in spec.enqueue:
-        study.enqueue_trial(params, user_attrs={"enqueued": True})
+    try:
+        for params in spec.enqueue:
+            study.enqueue_trial(params, user_attrs={"enqueued": True})
+    except BaseException:
+        # Created again from the file, the study gets all its first points.
+        with contextlib.suppress(*storage_mod.DB_ERRORS):
+            optuna.delete_study(study_name=spec.name, storage=storage)
+        raise
     return study
+
+
+def _refuse_another_programs_sqlite_study(spec: StudySpec, url: str) -> None:
+    """Refuse another program's study in a SQLite file before opening the file, which
+    switches it to WAL mode and makes lock files beside it; a server database is only
+    read until ``_resume`` refuses the study."""
+    attrs = storage_mod.sqlite_study_attrs(url, spec.name)
+    if attrs is not None and SPEC_ATTR not in attrs:
+        raise _not_ours(spec, url)
+
+
+def _not_ours(spec: StudySpec, url: str) -> StudyError:
+    return StudyError(
+        f"study {spec.name!r} exists in {storage_mod.mask_url(url)} but was not made "
+        "by hpsearch; choose another name"
+    )
 
 
 def _resume(spec: StudySpec, study: optuna.Study, url: str, *, force: bool) -> None:
     """Check ``spec`` against the stored one; with ``force``, store it instead."""
     stored = study.user_attrs.get(SPEC_ATTR)
     if stored is None:
-        raise StudyError(
-            f"study {spec.name!r} exists in {storage_mod.mask_url(url)} but was not made "
-            "by hpsearch; choose another name"
-        )
+        raise _not_ours(spec, url)
     changes = spec.differences(stored)
     if changes and not force:
         raise StudyError(

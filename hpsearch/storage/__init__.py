@@ -6,16 +6,20 @@ Passwords never reach a message: every error is masked with ``mask_url`` and ``s
 
 from hpsearch.errors import StorageError
 from hpsearch.storage._database import (
+    DB_ERRORS,
     RetryStaleTrial,
     check_connection,
     check_not_foreign,
     count_states,
+    create_study,
     fail_trials_without_heartbeat,
     heartbeat_settings,
     open_storage,
     set_user_attrs,
+    sqlite_study_attrs,
     sqlite_tables,
 )
+from hpsearch.storage._handle import Database, database
 from hpsearch.storage._locks import budget_lock, db_lock
 from hpsearch.storage._url import (
     DEFAULT_URL,
@@ -24,6 +28,7 @@ from hpsearch.storage._url import (
     DatabaseLost,
     DatabaseUnavailable,
     connect_args,
+    disk_full,
     error_reason,
     failure,
     mask_url,
@@ -34,9 +39,11 @@ from hpsearch.storage._url import (
 )
 
 __all__ = [
+    "DB_ERRORS",
     "DEFAULT_URL",
     "SQLITE_BUSY_TIMEOUT",
     "SUPPORTED",
+    "Database",
     "DatabaseLost",
     "DatabaseUnavailable",
     "RetryStaleTrial",
@@ -46,7 +53,10 @@ __all__ = [
     "check_not_foreign",
     "connect_args",
     "count_states",
+    "create_study",
+    "database",
     "db_lock",
+    "disk_full",
     "error_reason",
     "fail_trials_without_heartbeat",
     "failure",
@@ -58,5 +68,6 @@ __all__ = [
     "scrub",
     "set_user_attrs",
     "sqlite_path",
+    "sqlite_study_attrs",
     "sqlite_tables",
 ]

@@ -5,8 +5,9 @@ Optuna's ``RDBStorage``. This module opens the storage with settings that surviv
 concurrency (SQLite in WAL mode with a long busy timeout; pre-ping, recycling and connect
 timeouts for servers; heartbeats for crashed trials), checks a database before a study is
 created on it, and fails the trials of workers that died before their first heartbeat.
-URLs and their passwords are handled in ``_url``, the budget lock in ``_locks``; the
-package's ``__init__`` is the public face of all three.
+URLs and their passwords are handled in ``_url``, the process's one engine per database in
+``_handle``, the budget lock in ``_locks``; the package's ``__init__`` is the public face of
+all four.
 
 Passwords never reach a message: every error is masked with ``mask_url`` and ``scrub``.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import json
 import logging
 import os
 import sqlite3
@@ -26,22 +28,21 @@ from typing import Any
 import optuna
 import sqlalchemy as sa
 from optuna.storages._rdb import models as optuna_models
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
-from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import orm
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from hpsearch import settings
 from hpsearch.errors import StorageError
+from hpsearch.storage._handle import DEFAULT_CONNECT_TIMEOUT, Database, database
 from hpsearch.storage._locks import db_lock
 from hpsearch.storage._url import (
     SQLITE_BUSY_TIMEOUT,
-    connect_args,
     error_reason,
     failure,
     mask_url,
-    missing_driver,
     resolve_url,
     sqlite_path,
 )
@@ -49,10 +50,10 @@ from hpsearch.storage._url import (
 DEFAULT_HEARTBEAT_INTERVAL = 10  # seconds; Optuna wants whole seconds
 GRACE_FACTOR = 3  # default grace = 3 intervals: one missed beat is not a dead worker
 MAX_RETRY = 3  # a trial whose worker died is re-queued at most this many times
-POOL_RECYCLE = 1800  # below MySQL's and most proxies' idle-connection limits
 INIT_LOCK_TIMEOUT = 120.0  # creating Optuna's tables takes well under a second
 
-_DB_ERRORS = (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, sqlite3.Error)
+# What a database's driver, SQLAlchemy or Optuna raise when the database fails a statement.
+DB_ERRORS = (sa_exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, sqlite3.Error)
 
 _logger = logging.getLogger(__name__)
 
@@ -66,10 +67,36 @@ class _RDBStorage(optuna.storages.RDBStorage):
 
     _beat_failing = False
 
+    def __init__(
+        self,
+        db: Database,
+        *,
+        heartbeat_interval: int | None = None,
+        grace_period: int | None = None,
+        heartbeat_stale_trial_callback: RetryStaleTrial | None = None,
+    ) -> None:
+        """``RDBStorage.__init__`` on the process's engine instead of one of its own: Optuna
+        takes a URL and creates an engine, with no way to hand it one. The same attributes
+        and the same steps (tables created, schema version checked) otherwise."""
+        from optuna.storages._rdb.storage import _VersionManager
+
+        self.engine_kwargs = db.engine_kwargs
+        self.url = db.url
+        self.skip_compatibility_check = False
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.heartbeat_stale_trial_callback = heartbeat_stale_trial_callback
+        self.failed_trial_callback = heartbeat_stale_trial_callback
+        self.engine = db.engine
+        self.scoped_session = orm.scoped_session(orm.sessionmaker(bind=self.engine))
+        optuna_models.BaseModel.metadata.create_all(self.engine)
+        self._version_manager = _VersionManager(self.url, self.engine, self.scoped_session)
+        self._version_manager.check_table_schema_compatibility()
+
     def record_heartbeat(self, trial_id: int) -> None:
         try:
             super().record_heartbeat(trial_id)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             if not self._beat_failing:  # once per outage, not once a second
                 url = str(self.url)
                 _logger.warning(
@@ -92,6 +119,36 @@ class _RDBStorage(optuna.storages.RDBStorage):
                 self._set_trial_attr_without_commit(
                     session, optuna_models.TrialUserAttributeModel, trial_id, key, value
                 )
+
+
+def create_study(
+    storage: optuna.storages.BaseStorage, name: str, user_attrs: dict[str, Any]
+) -> None:
+    """Create a study that maximizes one value, with its user attributes in the same
+    transaction on hpsearch's storage: a study that exists never lacks them (a full disk
+    between two commits would leave one that reads as another program's)."""
+    backend = _backend(storage)
+    if not isinstance(backend, _RDBStorage):
+        study_id = storage.create_new_study([StudyDirection.MAXIMIZE], name)
+        for key, value in user_attrs.items():
+            storage.set_study_user_attr(study_id, key, value)
+        return
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    direction = optuna_models.StudyDirectionModel(objective=0, direction=StudyDirection.MAXIMIZE)
+    try:
+        with _create_scoped_session(backend.scoped_session) as session:
+            study = optuna_models.StudyModel(study_name=name, directions=[direction])
+            session.add(study)
+            session.flush()  # assigns study_id
+            for key, value in user_attrs.items():
+                session.add(
+                    optuna_models.StudyUserAttributeModel(
+                        study_id=study.study_id, key=key, value_json=json.dumps(value)
+                    )
+                )
+    except sa_exc.IntegrityError:
+        raise optuna.exceptions.DuplicatedStudyError(f"study {name!r} exists") from None
 
 
 class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -129,54 +186,43 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
 
 
 def open_storage(
-    url: str, *, heartbeat: bool = True, connect_timeout: float = 10.0
+    url: str, *, heartbeat: bool = True, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 ) -> optuna.storages.RDBStorage:
-    """Open (creating tables if needed) the Optuna storage behind ``url``.
+    """Open (creating tables if needed) the Optuna storage behind ``url``, on the process's
+    engine for it (``database``).
 
     Heartbeats (interval $HPSEARCH_HEARTBEAT_INTERVAL, grace $HPSEARCH_GRACE_PERIOD) only
     beat during ``Study.optimize``; a trial left RUNNING by a dead worker is failed and
     re-queued up to MAX_RETRY times when the next trial is created.
     """
-    url = resolve_url(url)
-    parsed = make_url(url)
+    db = database(url, connect_timeout)
     beats = heartbeat_settings() if heartbeat else None
-    # Bounded by connect_timeout even against a server that accepts but never answers.
-    check_connection(url, connect_timeout)
-    path = sqlite_path(parsed)
-    if path is not None:
-        check_not_foreign(path, url)  # before the schema lock's file is made beside it
-    engine_kwargs: dict[str, Any] = {"connect_args": connect_args(parsed, connect_timeout)}
-    if parsed.get_backend_name() != "sqlite":
-        engine_kwargs |= {"pool_pre_ping": True, "pool_recycle": POOL_RECYCLE}
+    _check(db)
+    if db.path is not None:
+        check_not_foreign(db.path, db.url)  # before the schema lock's file is made beside it
+    extra: dict[str, Any] = {}
+    if beats is not None:
+        with warnings.catch_warnings():
+            # Heartbeats are "experimental" in Optuna 5; users cannot act on the warning.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback = RetryStaleTrial(max_retry=MAX_RETRY)
+        extra = {
+            "heartbeat_interval": beats[0],
+            "grace_period": beats[1],
+            "heartbeat_stale_trial_callback": callback,
+        }
     try:
         # Workers starting together would race to create the same tables.
-        with db_lock(url, None, INIT_LOCK_TIMEOUT, "the schema-creation lock"):
-            if path is not None:
-                _enable_wal(path, url)
-            with warnings.catch_warnings():
-                # Heartbeats are "experimental" in Optuna 5; users cannot act on the warning.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                extra: dict[str, Any] = {}
-                if beats is not None:
-                    extra = {
-                        "heartbeat_interval": beats[0],
-                        "grace_period": beats[1],
-                        "heartbeat_stale_trial_callback": RetryStaleTrial(max_retry=MAX_RETRY),
-                    }
-                storage = _RDBStorage(url, engine_kwargs=engine_kwargs, **extra)
-    except _DB_ERRORS as e:
-        raise failure(url, e) from None
-    except ImportError as e:
-        raise missing_driver(url, e) from None
+        with db_lock(db.url, None, INIT_LOCK_TIMEOUT, "the schema-creation lock"):
+            if db.path is not None:
+                _enable_wal(db.path, db.url)
+            return _RDBStorage(db, **extra)
+    except DB_ERRORS as e:
+        raise failure(db.url, e) from None
     except RuntimeError as e:
         if "table schema" not in str(e):  # Optuna's "schema is too old/new" message
             raise
-        raise failure(url, e) from None
-    if path is not None:
-        # Per-connection pragma; the pool is emptied so every connection gets it.
-        event.listen(storage.engine, "connect", _sqlite_pragmas)
-        storage.engine.dispose()
-    return storage
+        raise failure(db.url, e) from None
 
 
 def fail_trials_without_heartbeat(study: optuna.Study) -> int:
@@ -254,39 +300,38 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, grace
 
 
-def check_connection(url: str, connect_timeout: float = 10.0) -> None:
+def check_connection(url: str, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
     """Raise StorageError with a masked one-line reason unless the database can be used."""
-    url = resolve_url(url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        path = sqlite_path(parsed)
-        if path is None:
-            return
-        if not path.exists():
-            if not os.access(path.parent, os.W_OK):
-                raise StorageError(f"cannot create {mask_url(url)}: {path.parent} is not writable")
+    _check(database(url, connect_timeout))
+
+
+def _check(db: Database) -> None:
+    """Bounded by the connect timeout, even against a server that accepts but never answers;
+    a SQLite file is only read (a missing one is not created)."""
+    if db.path is not None:
+        if not db.path.exists():
+            if not os.access(db.path.parent, os.W_OK):
+                raise StorageError(
+                    f"cannot create {mask_url(db.url)}: {db.path.parent} is not writable"
+                )
             return
         try:
-            with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT)) as con:
+            read_only = sqlite3.connect(_read_only(db.path), timeout=SQLITE_BUSY_TIMEOUT, uri=True)
+            with contextlib.closing(read_only) as con:
                 con.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as e:
-            raise failure(url, e) from None
+            raise failure(db.url, e) from None
         return
     try:
-        engine = sa.create_engine(
-            parsed,
-            poolclass=NullPool,
-            connect_args=connect_args(parsed, connect_timeout, io_timeout=connect_timeout),
-        )
-    except ImportError as e:
-        raise missing_driver(url, e) from None
-    try:
-        with engine.connect() as conn:
+        with db.engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa_exc.SQLAlchemyError as e:
-        raise failure(url, e) from None
-    finally:
-        engine.dispose()
+        raise failure(db.url, e) from None
+
+
+def _read_only(path: Path) -> str:
+    """A URI that opens the SQLite file without writing to it, or beside it."""
+    return f"{path.resolve().as_uri()}?mode=ro"
 
 
 # Optuna's tables (Optuna 3-5; alembic's own table as well). A database holding any other
@@ -317,8 +362,7 @@ def sqlite_tables(path: Path) -> dict[str, set[str]] | None:
     if not path.is_file():
         return None
     try:
-        read_only = f"{path.resolve().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(_read_only(path), uri=True)) as db:
             names = [
                 row[0]
                 for row in db.execute(
@@ -332,6 +376,25 @@ def sqlite_tables(path: Path) -> dict[str, set[str]] | None:
             }
     except sqlite3.Error:
         return None
+
+
+def sqlite_study_attrs(url: str, study_name: str) -> set[str] | None:
+    """The names of a study's user attributes in a SQLite database, read without writing
+    to the file or beside it (None: not a SQLite file that holds this study)."""
+    path = sqlite_path(make_url(resolve_url(url)))
+    if path is None or not path.is_file():
+        return None
+    query = (
+        "SELECT a.key FROM studies s LEFT JOIN study_user_attributes a "
+        "ON a.study_id = s.study_id WHERE s.study_name = ?"
+    )
+    try:
+        read_only = sqlite3.connect(_read_only(path), timeout=SQLITE_BUSY_TIMEOUT, uri=True)
+        with contextlib.closing(read_only) as db:
+            rows = db.execute(query, (study_name,)).fetchall()
+    except sqlite3.Error:
+        return None  # no such tables, or no database: opening it reports what it is
+    return {key for (key,) in rows if key is not None} if rows else None
 
 
 def check_not_foreign(path: Path, url: str) -> dict[str, set[str]] | None:
@@ -358,11 +421,3 @@ def _enable_wal(path: Path, url: str) -> None:
         mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         _logger.warning("%s: journal_mode is %s, not WAL; expect lock waits", mask_url(url), mode)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # NORMAL is corruption-safe under WAL and saves an fsync per commit, which shortens the
-    # time each worker holds the single write lock.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()

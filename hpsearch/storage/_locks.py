@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import os
 import re
@@ -23,17 +22,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, make_url
 
 from hpsearch.errors import StorageError
-from hpsearch.storage._url import (
-    connect_args,
-    failure,
-    mask_url,
-    missing_driver,
-    resolve_url,
-    sqlite_path,
-)
+from hpsearch.storage._handle import database
+from hpsearch.storage._url import MYSQL_IO_TIMEOUT, failure, mask_url, resolve_url, sqlite_path
+
+MYSQL_LOCK_SLICE = MYSQL_IO_TIMEOUT / 6  # seconds of one GET_LOCK wait
 
 _memory_locks: dict[tuple[str, str], threading.Lock] = {}
 
@@ -78,7 +73,7 @@ def db_lock(url: str, study: str | None, timeout: float, what: str) -> Iterator[
         with _file_lock(Path(f"{path}{suffix}"), url, timeout, what):
             yield _always  # flock holds as long as this process does
         return
-    conn = _connect(_lock_engine(url, os.getpid()), url)
+    conn = database(url).autocommit()  # the process's engine, one pooled connection per lock
 
     def held() -> bool:
         # The lock lives exactly as long as this session: if it still answers, it holds.
@@ -117,9 +112,7 @@ def _server_acquire(
             _pg_acquire(conn, url, name, timeout, what)
             return sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _pg_key(name)}
         params = {"name": _mysql_lock_name(make_url(url), name)}
-        got = conn.execute(sa.text("SELECT GET_LOCK(:name, :t)"), params | {"t": timeout})
-        if got.scalar() != 1:
-            raise StorageError(_timeout_message(url, timeout, what))
+        _mysql_acquire(conn, params, url, timeout, what)
         return sa.text("SELECT RELEASE_LOCK(:name)"), params
     except sa_exc.SQLAlchemyError as e:
         raise failure(url, e) from None
@@ -136,6 +129,22 @@ def _pg_acquire(conn: sa.Connection, url: str, name: str, timeout: float, what: 
         if code == "55P03":  # lock_not_available
             raise StorageError(_timeout_message(url, timeout, what)) from None
         raise
+
+
+def _mysql_acquire(
+    conn: sa.Connection, params: dict[str, Any], url: str, timeout: float, what: str
+) -> None:
+    # A wait longer than the driver's read timeout would read as a lost server: wait in
+    # slices, each well within it.
+    deadline = time.monotonic() + timeout
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        wait = min(left, MYSQL_LOCK_SLICE)
+        got = conn.execute(sa.text("SELECT GET_LOCK(:name, :t)"), params | {"t": wait})
+        if got.scalar() == 1:
+            return
+        if left <= wait:
+            raise StorageError(_timeout_message(url, timeout, what))
 
 
 @contextlib.contextmanager
@@ -177,37 +186,6 @@ def _memory_lock(url: str, name: str, timeout: float, what: str) -> Iterator[Non
         yield
     finally:
         lock.release()
-
-
-@functools.cache
-def _lock_engine(url: str, pid: int) -> Engine:
-    """Connections for locks, one per held lock, pooled between uses.
-
-    A worker takes the budget lock before every trial, and a new server connection each
-    time would cost several times the lock itself. A pooled connection returns to the pool
-    only after its lock was released (see db_lock), is pinged before reuse (the server may
-    have dropped it), and closes with its process, which releases any lock it holds. ``pid``
-    keys the cache: a forked child must not reuse its parent's sockets.
-    """
-    parsed = make_url(url)
-    try:
-        return sa.create_engine(
-            parsed,
-            pool_size=1,  # one lock at a time per process, as a rule
-            max_overflow=4,  # threads of one process (Optuna's n_jobs) may each hold one
-            pool_pre_ping=True,
-            isolation_level="AUTOCOMMIT",  # no transaction held open while waiting
-            connect_args=connect_args(parsed, 10.0, io_timeout=None),
-        )
-    except ImportError as e:
-        raise missing_driver(url, e) from None
-
-
-def _connect(engine: Engine, url: str) -> sa.Connection:
-    try:
-        return engine.connect()
-    except sa_exc.SQLAlchemyError as e:
-        raise failure(url, e) from None
 
 
 def _pg_key(name: str) -> int:

@@ -23,7 +23,11 @@ from hpsearch.errors import StorageError, did_you_mean
 
 DEFAULT_URL = "sqlite:///hpsearch.db"
 SQLITE_BUSY_TIMEOUT = 60.0  # writers queue on SQLite's single write lock; never give up early
-MYSQL_IO_TIMEOUT = 300  # pymysql otherwise waits forever on a half-open connection
+# Client-side limits on a server that stops answering (seconds). MySQL's server-side lock
+# waits are cut into slices below MYSQL_IO_TIMEOUT (see _locks), so no read is longer.
+MYSQL_IO_TIMEOUT = 60
+PG_KEEPALIVE = (10, 5, 4)  # idle before the first probe, between probes, probes: 30 s
+PG_TCP_USER_TIMEOUT = 30
 
 SUPPORTED = (
     "sqlite:///hpsearch.db (a file relative to the working directory), "
@@ -255,23 +259,31 @@ def sqlite_path(parsed: URL) -> Path | None:
     return path
 
 
-def connect_args(
-    parsed: URL, connect_timeout: float, *, io_timeout: float | None = MYSQL_IO_TIMEOUT
-) -> dict[str, Any]:
-    """Driver arguments; any also given in the URL's query string keep the URL's value."""
+def connect_args(parsed: URL, connect_timeout: float) -> dict[str, Any]:
+    """Driver arguments; any also given in the URL's query string keep the URL's value.
+
+    A server behind a network that drops packets (rather than refusing them) would otherwise
+    hold a query for the operating system's two hours: each time limit here bounds one way a
+    worker can wait on it (see docs/failure-handling.md, "A network partition").
+    """
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT}
     else:
         args = {"connect_timeout": max(1, math.ceil(connect_timeout))}
         if backend == "postgresql":
-            # Notice a vanished server within ~90 s instead of the OS's two hours.
-            args |= {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10}
-            args |= {"keepalives_count": 6}
+            # An idle connection, or one waiting for a long query's answer, is probed after
+            # PG_KEEPALIVE[0] s of silence and dropped after PG_KEEPALIVE[2] unanswered probes;
+            # data the server does not acknowledge fails the connection after PG_TCP_USER_TIMEOUT.
+            # No statement_timeout: a slow query on a live server is not a lost one.
+            idle, interval, count = PG_KEEPALIVE
+            args |= {"keepalives": 1, "keepalives_idle": idle, "keepalives_interval": interval}
+            args |= {"keepalives_count": count, "tcp_user_timeout": PG_TCP_USER_TIMEOUT * 1000}
             # Names hpsearch's sessions in pg_stat_activity (to watch them, or end them).
             args |= {"application_name": "hpsearch"}
-        elif io_timeout is not None:
-            args |= {"read_timeout": math.ceil(io_timeout), "write_timeout": math.ceil(io_timeout)}
+        else:
+            # pymysql has no keepalive: a read or write waits at most this long.
+            args |= {"read_timeout": MYSQL_IO_TIMEOUT, "write_timeout": MYSQL_IO_TIMEOUT}
     return {k: v for k, v in args.items() if k not in parsed.query}
 
 
@@ -281,6 +293,12 @@ def error_reason(url: str, error: BaseException) -> str:
     Optuna wraps driver errors in a StorageInternalError about "invalid data in the
     commit", and SQLAlchemy in its own class: the driver's own words say what happened.
     """
+    cause = _driver_error(error)
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return scrub(" ".join(lines[0].split()) if lines else type(cause).__name__, url)
+
+
+def _driver_error(error: BaseException) -> BaseException:
     cause: BaseException = error
     while True:
         if isinstance(cause, sa_exc.DBAPIError) and cause.orig is not None:
@@ -288,15 +306,53 @@ def error_reason(url: str, error: BaseException) -> str:
         elif isinstance(cause, optuna.exceptions.StorageInternalError) and cause.__cause__:
             cause = cause.__cause__
         else:
-            break
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return scrub(" ".join(lines[0].split()) if lines else type(cause).__name__, url)
+            return cause
+
+
+# What each database says when its disk is full: SQLite's SQLITE_FULL, PostgreSQL's
+# disk_full class, MySQL's "disk full" and "table is full"; the OS's ENOSPC text otherwise.
+_SQLITE_FULL, _SQLITE_IOERR = 13, 10
+_PG_DISK_FULL = "53100"
+_MYSQL_DISK_FULL = (1021, 1114)
+# SQLite reports a failed write to its shared-memory or WAL file as an I/O error: with less
+# than this left on the file's filesystem, the error is the full disk.
+_NEARLY_FULL = 1 << 20
+
+
+def disk_full(url: str, error: BaseException) -> bool:
+    """Whether a database error says that the database's disk is full."""
+    cause = _driver_error(error)
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code == _SQLITE_FULL:
+        return True
+    if isinstance(code, int) and code & 0xFF == _SQLITE_IOERR:
+        return _nearly_full(url)
+    if getattr(cause, "sqlstate", None) == _PG_DISK_FULL:
+        return True
+    args = getattr(cause, "args", ())
+    if type(cause).__module__.startswith("pymysql") and args and args[0] in _MYSQL_DISK_FULL:
+        return True
+    return "No space left on device" in str(cause)
+
+
+def _nearly_full(url: str) -> bool:
+    try:
+        path = sqlite_path(make_url(url))
+        if path is None:
+            return False
+        fs = os.statvfs(path.absolute().parent)
+    except (OSError, StorageError, sa_exc.ArgumentError):
+        return False
+    return fs.f_bavail * fs.f_frsize < _NEARLY_FULL
 
 
 def failure(url: str, error: BaseException) -> StorageError:
     """A one-line, password-free StorageError for a driver or SQLAlchemy error."""
+    reason = error_reason(url, error)
+    if disk_full(url, error):
+        return DatabaseUnavailable(f"cannot write to {mask_url(url)}: disk full ({reason})")
     verb = "open" if url.startswith("sqlite") else "connect to"
-    return DatabaseUnavailable(f"cannot {verb} {mask_url(url)}: {error_reason(url, error)}")
+    return DatabaseUnavailable(f"cannot {verb} {mask_url(url)}: {reason}")
 
 
 def missing_driver(url: str, error: ImportError) -> StorageError:

@@ -25,6 +25,7 @@ from hpsearch import settings, storage
 from hpsearch.errors import StorageError
 from hpsearch.storage import _locks as locks
 from hpsearch.storage._database import DEFAULT_HEARTBEAT_INTERVAL
+from tests.helpers.faults import write_study
 from tests.helpers.storage import ENCODED
 
 pytestmark = pytest.mark.usefixtures("clean_storage_env")
@@ -257,13 +258,13 @@ def _lock_is_free(url: str, study: str) -> bool:
 def test_server_lock_connection_is_pooled_after_an_explicit_release(
     server_url: str, study_name: str
 ) -> None:
-    pool = locks._lock_engine(storage.resolve_url(server_url), os.getpid()).pool
+    pool = storage.database(server_url).engine.pool
     for _ in range(2):
         with storage.budget_lock(server_url, study_name, timeout=5) as held:
             assert held()
             assert not _lock_is_free(server_url, study_name)
         assert _lock_is_free(server_url, study_name)  # released, though its session lives on
-        assert pool.checkedin() == 1  # ... back in the pool for the next trial
+        assert pool.checkedin() >= 1 and pool.checkedout() == 0  # ... back in the pool
 
 
 @pytest.mark.postgres
@@ -305,6 +306,7 @@ def server_url(request: pytest.FixtureRequest) -> str:
 def test_open_server_storage(server_url: str, study_name: str) -> None:
     storage.check_connection(server_url)
     rdb = storage.open_storage(server_url)
+    assert rdb.engine is storage.database(server_url).engine  # the check's and the locks'
     assert rdb.engine_kwargs["pool_pre_ping"] is True
     assert rdb.engine_kwargs["pool_recycle"] > 0
     assert rdb.engine_kwargs["connect_args"]["connect_timeout"] == 10
@@ -368,3 +370,63 @@ def test_set_user_attrs_is_one_transaction(
         assert optuna.load_study(study_name=name, storage=url).trials[0].user_attrs["seed"] == 4
     finally:
         optuna.delete_study(study_name=name, storage=url)
+
+
+# --- a full disk -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs mounted for the test (root, and mounts allowed, or skipped)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip() or mount.returncode}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    """Write zeros into a file in ``directory`` until its filesystem is full."""
+    filler = directory / "filler"
+    with contextlib.suppress(OSError), filler.open("wb", buffering=0) as out:
+        while True:
+            out.write(b"\0" * 4096)
+    return filler
+
+
+def test_full_disk_when_the_study_is_created_is_one_line(
+    tiny_disk: Path, tmp_path: Path, trec_dir: Path
+) -> None:
+    url = f"sqlite:///{tiny_disk / 'study.db'}"
+    _finish(
+        _run("import sys; from hpsearch import storage; storage.open_storage(sys.argv[1])", url)
+    )
+    path = write_study(tmp_path, "full", trials=1, epochs=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPSEARCH_")}
+    env |= {"HPSEARCH_DATA_DIR": str(trec_dir), "HPSEARCH_TREC_URL": "http://127.0.0.1:9/"}
+    command = [sys.executable, "-m", "hpsearch", "run", "-s", str(path), "--storage", url]
+    # The tables exist; the study's first write must grow the (emptied) write-ahead log,
+    # which a reader keeps open meanwhile, on a disk with no byte left.
+    with contextlib.closing(sqlite3.connect(tiny_disk / "study.db")) as reader:
+        reader.execute("SELECT count(*) FROM studies").fetchone()
+        reader.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        filler = _fill(tiny_disk)
+        full = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        filler.unlink()
+        assert full.returncode == 2, full.stderr
+        assert (
+            full.stderr == f"error: cannot write to {url}: disk full (database or disk is full)\n"
+        )
+        assert reader.execute("SELECT count(*) FROM studies").fetchone()[0] == 0
+    # Nothing half-made: with room again, the same command creates the study and runs it.
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert _count(tiny_disk / "study.db", "trials") == 1

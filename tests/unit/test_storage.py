@@ -10,10 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
 import optuna
 import pytest
+import sqlalchemy
 from typer.testing import CliRunner
 
 from hpsearch import cli, settings, storage
@@ -333,6 +335,53 @@ def test_open_sqlite_uses_wal_and_heartbeats(
     assert plain.heartbeat_interval is None and plain.get_heartbeat_interval() is None
 
 
+@pytest.fixture
+def engines_made(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every SQLAlchemy engine this process makes from now on (Optuna's included)."""
+    made: list[object] = []
+    init = sqlalchemy.engine.Engine.__init__
+
+    def counted(self: sqlalchemy.engine.Engine, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(sqlalchemy.engine.Engine, "__init__", counted)
+    return made
+
+
+def test_one_engine_per_database_and_process(tmp_path: Path, engines_made: list[object]) -> None:
+    url = f"sqlite:///{tmp_path}/one.db"
+    storage.check_connection(url)
+    first = storage.open_storage(url)
+    with storage.budget_lock(url, "s"):
+        again = storage.open_storage(url, heartbeat=False)
+    storage.check_connection(url)
+    assert len(engines_made) == 1
+    assert first.engine is again.engine is storage.database(url).engine
+    # A server: the connection check, Optuna's storage and the lock (each refused here).
+    server = f"postgresql://u@127.0.0.1:{_closed_port()}/db"
+    for call in (
+        storage.check_connection,
+        storage.open_storage,
+        lambda u: storage.budget_lock(u, "s", timeout=1).__enter__(),
+    ):
+        with pytest.raises(StorageError, match="cannot connect to"):
+            call(server)
+    assert len(engines_made) == 2
+
+
+def test_storage_on_a_given_engine_is_optunas_storage(tmp_path: Path) -> None:
+    # RDBStorage.__init__ is redone on hpsearch's engine: it must set what Optuna's sets.
+    url = f"sqlite:///{tmp_path}/same.db"
+    ours = storage.open_storage(url)
+    plain = optuna.storages.RDBStorage(url)
+    assert set(vars(ours)) == set(vars(plain))
+    assert ours.url == plain.url and ours.skip_compatibility_check is False
+    assert ours.heartbeat_interval and ours.grace_period
+    assert ours.failed_trial_callback is ours.heartbeat_stale_trial_callback is not None
+    assert optuna.create_study(storage=ours, study_name="x").study_name == "x"
+
+
 @pytest.mark.parametrize(
     ("interval", "grace", "fragment"),
     [
@@ -464,3 +513,40 @@ def test_a_blank_storage_url_names_where_it_came_from(monkeypatch: pytest.Monkey
     monkeypatch.setenv(settings.STORAGE, " ")
     with pytest.raises(StorageError, match=r"^HPSEARCH_STORAGE: the storage URL is empty"):
         storage.resolve_url(" ")
+
+
+# --- a full disk -------------------------------------------------------------------------
+
+
+def _sqlite_error(message: str, code: int) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    return error
+
+
+def test_a_full_disk_is_named_in_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    full = _sqlite_error("database or disk is full", sqlite3.SQLITE_FULL)
+    wrapped = sqlalchemy.exc.OperationalError("INSERT ...", {}, full)
+    try:
+        raise optuna.exceptions.StorageInternalError("invalid data in the commit") from wrapped
+    except optuna.exceptions.StorageInternalError as e:
+        message = str(storage.failure(url, e))
+    assert message == f"cannot write to {url}: disk full (database or disk is full)"
+    assert storage.disk_full(url, OSError(28, "No space left on device"))
+    # An I/O error is the full disk only where the file's filesystem is (nearly) full.
+    assert not storage.disk_full(url, _sqlite_error("disk I/O error", 4874))
+    assert not storage.disk_full(url, _sqlite_error("database is locked", 5))
+
+
+def test_a_study_is_created_with_its_spec_or_not_at_all(tmp_path: Path) -> None:
+    backend = storage.open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat=False)
+    with pytest.raises(TypeError):  # the attribute's write fails, as on a full disk
+        storage.create_study(backend, "half", {"spec": {"a": 1}, "bad": object()})
+    assert backend.get_all_studies() == []  # a study without its spec would read as foreign
+    storage.create_study(backend, "whole", {"spec": {"a": 1}})
+    [study] = backend.get_all_studies()
+    assert study.study_name == "whole" and study.user_attrs == {"spec": {"a": 1}}
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    with pytest.raises(optuna.exceptions.DuplicatedStudyError):
+        storage.create_study(backend, "whole", {})

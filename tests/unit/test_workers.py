@@ -170,3 +170,21 @@ def test_a_signal_ignored_at_start_stays_ignored() -> None:
     finally:
         for signum, previous in before.items():
             signal.signal(signum, previous)
+
+
+def test_another_programs_study_in_a_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    # The refusal used to come after opening the file: switched to WAL mode for good, with
+    # the schema and budget lock files made beside it.
+    import sqlite3
+
+    foreign = tmp_path / "foreign.db"
+    mine = optuna.storages.RDBStorage(f"sqlite:///{foreign}")
+    optuna.create_study(study_name="pooled", storage=mine, direction="maximize")
+    mine.engine.dispose()
+    before = foreign.read_bytes()
+    with pytest.raises(StudyError, match=r"exists in sqlite:///.* but was not made by hpsearch"):
+        open_study(_pooled(["max"]), f"sqlite:///{foreign}")
+    assert foreign.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["foreign.db"]
+    with sqlite3.connect(f"{foreign.as_uri()}?mode=ro", uri=True) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
