@@ -50,7 +50,7 @@ def _root(
     configure_logging(verbose=verbose, debug=debug)
 
 
-def stored_name(study: str) -> str:
+def _stored_name(study: str) -> str:
     """``study.stored_name``, imported when a command runs (``--help`` stays quick)."""
     from hpsearch import study as study_mod
 
@@ -257,7 +257,7 @@ def export_cmd(
     from hpsearch import files, results
     from hpsearch import storage as storage_mod
 
-    study = stored_name(study)
+    study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
     if fmt is Format.csv:
         path = output or _named_after(study, Path(f"{study}.csv"))
@@ -293,7 +293,7 @@ def best_cmd(
     from hpsearch import results
     from hpsearch import storage as storage_mod
 
-    study = stored_name(study)
+    study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
     data = results.best_export(study, url)
     if fmt is BestFormat.json:
@@ -318,7 +318,7 @@ def evaluate_cmd(
     from hpsearch import results
     from hpsearch import storage as storage_mod
 
-    study = stored_name(study)
+    study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
     result = results.evaluate_study(
         study,
@@ -351,7 +351,7 @@ def report_cmd(
     from hpsearch import results
     from hpsearch import storage as storage_mod
 
-    study = stored_name(study)
+    study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
     out_dir = output or _named_after(study, Path("reports") / study)
     # The default reports/STUDY is hpsearch's to make; a directory given must have a parent.
@@ -389,7 +389,7 @@ def compare_cmd(
     from hpsearch import results
     from hpsearch import storage as storage_mod
 
-    studies = [stored_name(name) for name in studies]
+    studies = [_stored_name(name) for name in studies]
     url = storage_mod.resolve_url(storage)
     rows = results.compare(studies, url, seeds=seeds, evaluate=evaluate, data_dir=data_dir)
     table = results.render_compare(rows)
