@@ -1,6 +1,11 @@
 """Files: input read strictly (YAML 1.2 / JSON, a repeated key an error) and output
 (exports, checkpoints) checked before the work, written whole or not at all.
 
+An output's directory must exist, as a SQLite database's must: a typo in ``-o`` or ``--save``
+is refused with one line, not answered by a new directory tree. Only a directory that is
+itself the output (a report's, the data directory) is created, in a directory that exists,
+and it is removed again when the command fails (``new_directory``).
+
 A file is written to a temporary name in its own directory and renamed over the target, so a
 reader (or a crash) never sees half of it. Two kinds of target are not replaced: a symbolic
 link is followed and the file it points to is replaced (the link stays), and a target that
@@ -11,11 +16,12 @@ there is nothing to rename over and replacing a device would need root and break
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +41,46 @@ def check_writable(path: Path) -> None:
             raise UsageError(f"{path}: cannot write: permission denied")
         return
     ancestor = target.parent
-    while not ancestor.exists():  # missing directories are created when the file is written
+    while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise UsageError(f"{path}: cannot write: {ancestor} is a file, not a directory")
+    if ancestor != target.parent:
+        raise UsageError(f"{path}: cannot write: {_missing(target.parent)}")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"{path}: cannot write in {ancestor}: permission denied")
+
+
+def _missing(directory: Path) -> str:
+    return f"directory {directory.absolute()} does not exist (create it first)"
+
+
+@contextlib.contextmanager
+def new_directory(path: Path, *, parents: bool = False, what: str = "directory") -> Iterator[Path]:
+    """``path`` as a directory for the body to fill, created if absent; when the body fails,
+    what was created is removed again if it is still empty, so a failed command leaves no
+    stray tree. A missing parent is refused (UsageError) before anything is created, unless
+    ``parents`` (for a default location the user did not name)."""
+    path = Path(path)
+    if path.is_dir():
+        yield path
+        return
+    created = [path, *itertools.takewhile(lambda p: not p.exists(), path.parents)]
+    if len(created) > 1 and not parents:
+        raise UsageError(f"{path}: cannot create the {what}: {_missing(path.parent)}")
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        if not path.is_dir():
+            raise UsageError(f"{path}: cannot create the {what}: {exc.strerror or exc}") from None
+        created = []  # another process made it meanwhile: it is theirs to keep
+    try:
+        yield path
+    except BaseException:
+        for directory in created:  # the deepest first; a directory holding files stays
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
 
 
 def write_text(path: Path, text: str) -> None:
@@ -67,7 +107,6 @@ def write_with(path: Path, write: Callable[[Path], None]) -> None:
         return
     tmp: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         os.close(fd)
         tmp = Path(name)

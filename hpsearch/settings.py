@@ -1,8 +1,9 @@
 """Every environment variable hpsearch reads, in one place: its name, what it sets, how it is read.
 
-All are named ``HPSEARCH_<WHAT>``. A command-line option, where there is one, wins over its
-variable (typer reads the variable as the option's default). A malformed value is a one-line
-error naming the variable, raised by the code that needs the value, before anything starts.
+All are named ``HPSEARCH_<WHAT>``, but for Optuna's own ``OPTUNA_STORAGE``, read after
+``HPSEARCH_STORAGE`` as the ``optuna`` command reads it. A command-line option, where there is
+one, wins over its variable. A malformed value is a one-line error naming the variable, raised
+by the code that needs the value, before anything starts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from hpsearch.errors import StorageError
 
 STORAGE = "HPSEARCH_STORAGE"  # the database URL (--storage); default sqlite:///hpsearch.db
+OPTUNA_STORAGE = "OPTUNA_STORAGE"  # Optuna's variable for it: used when STORAGE is unset
 DATA_DIR = "HPSEARCH_DATA_DIR"  # where the TREC files are (--data-dir)
 TREC_URL = "HPSEARCH_TREC_URL"  # a mirror of the TREC files: a base URL, file names appended
 STUDIES_DIR = "HPSEARCH_STUDIES_DIR"  # where study files are looked up by name (--studies-dir)
@@ -31,6 +33,16 @@ def text(name: str) -> str | None:
     """The variable's value, or None when it is unset or blank."""
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def storage_url() -> tuple[str, str] | None:
+    """The database URL the environment sets and the variable that set it: $HPSEARCH_STORAGE,
+    else $OPTUNA_STORAGE (so a shell set up for ``optuna`` and optuna-dashboard finds the same
+    database); None when neither is set."""
+    for name in (STORAGE, OPTUNA_STORAGE):
+        if (value := text(name)) is not None:
+            return name, value
+    return None
 
 
 def whole_seconds(name: str) -> int | None:

@@ -105,6 +105,7 @@ def cli(tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CliR
     monkeypatch.chdir(tmp_path)
     for name in [n for n in os.environ if n.startswith("HPSEARCH_")]:
         monkeypatch.delenv(name)
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
     monkeypatch.setenv("HPSEARCH_DATA_DIR", str(trec_dir))
     monkeypatch.setenv("COLUMNS", "200")  # no wrapping inside the messages checked below
     return CliRunner()
@@ -116,6 +117,7 @@ def workdir(tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     download possible; every test of test_hostile_input.py uses it."""
     for name in (
         "HPSEARCH_STORAGE",
+        "OPTUNA_STORAGE",
         "HPSEARCH_STUDIES_DIR",
         "HPSEARCH_DB_RETRY_SECONDS",
         "HPSEARCH_HEARTBEAT_INTERVAL",
@@ -134,5 +136,10 @@ def clean_storage_env(monkeypatch: pytest.MonkeyPatch) -> None:
     test_storage.py uses it."""
     from hpsearch import settings
 
-    for name in (settings.STORAGE, settings.HEARTBEAT_INTERVAL, settings.GRACE_PERIOD):
+    for name in (
+        settings.STORAGE,
+        settings.OPTUNA_STORAGE,
+        settings.HEARTBEAT_INTERVAL,
+        settings.GRACE_PERIOD,
+    ):
         monkeypatch.delenv(name, raising=False)

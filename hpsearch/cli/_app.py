@@ -1,7 +1,10 @@
 """The ``hpsearch`` command line: one thin command per library function.
 
 User errors (``UsageError``) print one line and exit with status 2; ``--debug`` shows the
-traceback. The storage URL comes from ``--storage`` or ``$HPSEARCH_STORAGE``.
+traceback. The storage URL comes from ``--storage``, else ``$HPSEARCH_STORAGE``, else
+``$OPTUNA_STORAGE`` (``storage.resolve_url``). ``--study`` takes a stored study's name or a
+study file's path in every command (``study.stored_name``). Every console is a
+``plain_console``: no printed text is read as markup.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from hpsearch.cli._common import (
+    BestFormat,
     DataDirOpt,
     ForceOpt,
     Format,
@@ -30,6 +33,7 @@ from hpsearch.cli._common import (
     command,
     console,
     err_console,
+    plain_console,
     state,
 )
 from hpsearch.errors import UsageError
@@ -44,6 +48,13 @@ def _root(
     from hpsearch.search import configure_logging
 
     configure_logging(verbose=verbose, debug=debug)
+
+
+def _stored_name(study: str) -> str:
+    """``study.stored_name``, imported when a command runs (``--help`` stays quick)."""
+    from hpsearch import study as study_mod
+
+    return study_mod.stored_name(study)
 
 
 def _named_after(study: str, path: Path) -> Path:
@@ -124,7 +135,7 @@ def studies_cmd(storage: StorageOpt = None, studies_dir: StudiesDirOpt = None) -
     from hpsearch import storage as storage_mod
 
     url = storage_mod.resolve_url(storage)
-    console.print(results.render_studies(results.study_rows(url, studies_dir)))
+    console.print(results.render_studies(results.study_rows(url, studies_dir), url))
 
 
 @command("run")
@@ -246,6 +257,7 @@ def export_cmd(
     from hpsearch import files, results
     from hpsearch import storage as storage_mod
 
+    study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
     if fmt is Format.csv:
         path = output or _named_after(study, Path(f"{study}.csv"))
@@ -264,16 +276,32 @@ def export_cmd(
 def best_cmd(
     study: StudyNameOpt,
     storage: StorageOpt = None,
+    fmt: Annotated[
+        BestFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table: for people; json: number, state, value, params (machine-readable); "
+            "value: the best value alone. Only that goes to stdout.",
+        ),
+    ] = BestFormat.table,
 ) -> None:
     """Show the best trial of a study.
 
-    Example: hpsearch best --study regularization
+    Example: hpsearch best --study regularization --format json
     """
     from hpsearch import results
     from hpsearch import storage as storage_mod
 
+    study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
-    console.print(results.render_best(results.best_export(study, url)))
+    data = results.best_export(study, url)
+    if fmt is BestFormat.json:
+        sys.stdout.write(results.to_json(results.best_record(data)))
+    elif fmt is BestFormat.value:
+        sys.stdout.write(f"{data['best_value']!r}\n")  # repr: every digit, read back exactly
+    else:
+        console.print(results.render_best(data))
 
 
 @command("evaluate")
@@ -290,6 +318,7 @@ def evaluate_cmd(
     from hpsearch import results
     from hpsearch import storage as storage_mod
 
+    study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
     result = results.evaluate_study(
         study,
@@ -297,7 +326,8 @@ def evaluate_cmd(
         seeds=seeds,
         data_dir=data_dir,
         on_result=lambda run: err_console.print(
-            f"seed {run.seed}: valid {run.valid_acc:.4f}, test {run.test_acc:.4f}"
+            f"seed {run.seed}: valid {run.valid_acc:.4f}, test {run.test_acc:.4f}",
+            highlight=False,
         ),
     )
     console.print(results.render_evaluation(result))
@@ -321,9 +351,11 @@ def report_cmd(
     from hpsearch import results
     from hpsearch import storage as storage_mod
 
+    study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
     out_dir = output or _named_after(study, Path("reports") / study)
-    paths = results.write_report(study, url, out_dir)
+    # The default reports/STUDY is hpsearch's to make; a directory given must have a parent.
+    paths = results.write_report(study, url, out_dir, parents=output is None)
     err_console.print(
         f"wrote {len(paths)} files to {out_dir} (open {out_dir / 'index.html'})",
         markup=False,
@@ -334,7 +366,9 @@ def report_cmd(
 
 @command("compare")
 def compare_cmd(
-    studies: Annotated[list[str], typer.Argument(help="Study names in the database.")],
+    studies: Annotated[
+        list[str], typer.Argument(help="Study names in the database, or study files' paths.")
+    ],
     seeds: Annotated[int, typer.Option("--seeds", help="Retraining runs per study.")] = 3,
     evaluate: Annotated[
         bool,
@@ -355,6 +389,7 @@ def compare_cmd(
     from hpsearch import results
     from hpsearch import storage as storage_mod
 
+    studies = [_stored_name(name) for name in studies]
     url = storage_mod.resolve_url(storage)
     rows = results.compare(studies, url, seeds=seeds, evaluate=evaluate, data_dir=data_dir)
     table = results.render_compare(rows)
@@ -364,7 +399,7 @@ def compare_cmd(
         console.print(table)
     else:
         natural = console.measure(table, options=console.options.update_width(1000)).maximum
-        Console(width=max(console.width, natural)).print(table)
+        plain_console(width=max(console.width, natural)).print(table)
 
 
 @command("dashboard")

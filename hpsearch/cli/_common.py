@@ -1,5 +1,11 @@
 """What every command shares: the typer app, its consoles, the ``command`` decorator that turns a
-usage error into one line and exit status 2, and the options several commands take."""
+usage error into one line and exit status 2, and the options several commands take.
+
+No text the user or a database gave is ever read as rich markup: study names, paths, params
+and messages may hold ``[...]`` (``'hpsearch[postgres]'``, a file ``[red].yaml``, a name with
+``[/]``). Every console here is made by ``plain_console``, which prints every string, in a
+table cell or title too, as it is; styles come only from ``rich.text.Text``.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +22,14 @@ from rich.text import Text
 from hpsearch import settings
 from hpsearch.errors import UsageError
 
-console = Console()
-err_console = Console(stderr=True)
+
+def plain_console(**options: Any) -> Console:
+    """A console that never parses markup (see the module docstring)."""
+    return Console(markup=False, **options)
+
+
+console = plain_console()
+err_console = plain_console(stderr=True)
 
 app = typer.Typer(
     name="hpsearch",
@@ -58,14 +70,15 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
     return decorate
 
 
+# No typer envvar: storage.resolve_url reads the environment (settings.storage_url), so a
+# command and the library agree on the order, and a bad URL names the variable it came from.
 StorageOpt = Annotated[
     str | None,
     typer.Option(
         "--storage",
-        envvar=settings.STORAGE,
-        show_envvar=True,
         help="Database URL: sqlite:///hpsearch.db (default), postgresql+psycopg://user:pw@host/db, "
-        "mysql+pymysql://user:pw@host/db.",
+        f"mysql+pymysql://user:pw@host/db. Without it: ${settings.STORAGE}, else "
+        f"${settings.OPTUNA_STORAGE}, else the default.",
         show_default=False,
     ),
 ]
@@ -87,7 +100,14 @@ StudiesDirOpt = Annotated[
     typer.Option("--studies-dir", envvar=settings.STUDIES_DIR, help="Where study files live."),
 ]
 
-StudyNameOpt = Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")]
+StudyNameOpt = Annotated[
+    str,
+    typer.Option(
+        "--study",
+        "-s",
+        help="A study's name in the database, or the path of its study file (its name: is used).",
+    ),
+]
 TrialsOpt = Annotated[
     int | None,
     typer.Option("--trials", "-n", help="Finished trials for the study (all workers)."),
@@ -101,3 +121,9 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Resume even if the stud
 class Format(StrEnum):
     json = "json"
     csv = "csv"
+
+
+class BestFormat(StrEnum):  # as `optuna best-trial --format`
+    table = "table"
+    json = "json"
+    value = "value"

@@ -4,7 +4,7 @@ retrained on the test set, plotted, compared, and listed beside the study files.
 from hpsearch.results._catalog import render_studies, study_rows
 from hpsearch.results._evaluate import Evaluation, evaluate_study
 from hpsearch.results._evaluate import render as render_evaluation
-from hpsearch.results._export import best_export, render_best, to_json, trials_csv
+from hpsearch.results._export import best_export, best_record, render_best, to_json, trials_csv
 from hpsearch.results._format import format_clock, format_mean_std, format_params, format_value
 from hpsearch.results._reading import (
     best_complete_trial,
@@ -18,6 +18,7 @@ __all__ = [
     "Evaluation",
     "best_complete_trial",
     "best_export",
+    "best_record",
     "compare",
     "database_exists",
     "evaluate_study",

@@ -2,7 +2,10 @@
 
 Each study file appears with its state in the database (not created, running, incomplete,
 done), then every study in the database that has no file (its stored description and
-budget). Listing only reads, and never creates a database (``database_exists``).
+budget). A study in the database is measured against the budget stored with it, the one its
+last run used (``run --trials 10`` on a file that says 16 stores 10), not the file's; the
+file's is shown beside it when they differ. Listing only reads, and never creates a database
+(``database_exists``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import optuna
 from rich import box
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -76,8 +80,10 @@ def study_rows(url: str, studies_dir: Path | None = None) -> list[dict[str, Any]
             continue
         db = db_rows.get(spec.name)
         seen.add(spec.name)
-        state = _state(db, spec.trials)
-        rows.append(_row(spec.name, str(path), spec.description, spec.trials, db, state))
+        budget = spec.trials if db is None or db["stored_budget"] is None else db["stored_budget"]
+        row = _row(spec.name, str(path), spec.description, budget, db, _state(db, budget))
+        row["file_budget"] = spec.trials
+        rows.append(row)
     for name, db in sorted(db_rows.items()):
         if name not in seen:
             budget = db["stored_budget"]
@@ -100,6 +106,7 @@ def _row(
         "file": file,
         "description": description,
         "budget": budget,
+        "file_budget": None,
         "state": state,
         "complete": db.get("complete", 0),
         "pruned": db.get("pruned", 0),
@@ -110,8 +117,21 @@ def _row(
     }
 
 
-def render_studies(rows: Iterable[dict[str, Any]]) -> Table:
-    table = Table(title="studies", box=box.SIMPLE_HEAD, pad_edge=False)
+def _done(row: dict[str, Any]) -> str:
+    """``stored/budget``, and the file's budget where it differs from the one in force."""
+    text = f"{row['complete'] + row['pruned']}/{'-' if row['budget'] is None else row['budget']}"
+    if row["file_budget"] not in (None, row["budget"]):
+        text += f" (file: {row['file_budget']})"
+    return text
+
+
+def render_studies(rows: Iterable[dict[str, Any]], url: str) -> Group:
+    """The rows of ``study_rows`` under a line naming the database they were read from (a
+    line of its own: a table's title would wrap a long URL to the table's width)."""
+    where = f"studies in {storage_mod.mask_url(url)}"
+    if not database_exists(url):
+        where += " (no database there yet)"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("study", no_wrap=True)
     table.add_column("state", no_wrap=True)
     table.add_column("done", justify="right", no_wrap=True)
@@ -125,11 +145,11 @@ def render_studies(rows: Iterable[dict[str, Any]]) -> Table:
         if row["running"]:
             state = f"{state} ({row['running']})"
         table.add_row(
-            row["name"],
+            Text(row["name"]),
             state,
-            f"{row['complete'] + row['pruned']}/{'-' if row['budget'] is None else row['budget']}",
+            _done(row),
             f"{row['complete']}/{row['pruned']}/{row['failed']}",
             f"{row['best_value']:.4f}" if row["best_value"] is not None else "-",
             Text(row["description"], no_wrap=True, overflow="ellipsis"),
         )
-    return table
+    return Group(Text(where, style="bold"), table)

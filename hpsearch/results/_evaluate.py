@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from hpsearch.errors import UsageError
 from hpsearch.results import _export as export
@@ -134,8 +135,10 @@ def evaluate_study(
 def render(evaluation: Evaluation) -> Table:
     """Per-seed rows and the mean ± std over seeds."""
     table = Table(
-        title=f"{evaluation.study}: best trial {evaluation.trial} "
-        f"(search valid acc {evaluation.search_value:.4f}), retrained"
+        title=Text(
+            f"{evaluation.study}: best trial {evaluation.trial} "
+            f"(search valid acc {evaluation.search_value:.4f}), retrained"
+        )
     )
     for column in ("seed", "valid acc", "test acc", "best epoch", "seconds"):
         table.add_column(column, justify="right")

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from hpsearch import config as config_mod
 from hpsearch import files as outfile
@@ -121,6 +122,22 @@ def best_export(study_name: str, url: str) -> dict[str, Any]:
     return scrubbed
 
 
+def best_record(data: dict[str, Any]) -> dict[str, Any]:
+    """The best trial of a ``best_export``, as ``hpsearch best --format json`` prints it (the
+    fields of ``optuna best-trial --format json``, and the best epoch)."""
+    return {
+        "study": data["study"],
+        "number": data["best_trial"],
+        "state": TrialState.COMPLETE.name,  # the best trial is a complete one by definition
+        "value": data["best_value"],
+        "params": data["params"],
+        "best_epoch": data["user_attrs"].get("best_epoch"),
+        "datetime_start": data["datetime_start"],
+        "datetime_complete": data["datetime_complete"],
+        "duration_s": data["duration_s"],
+    }
+
+
 def current_evaluation(study: optuna.Study, best: FrozenTrial) -> dict[str, Any] | None:
     """The stored ``hpsearch evaluate`` result if it retrained the current best trial; None
     once a later trial has become the best (its test accuracy is not the best's)."""
@@ -204,7 +221,7 @@ def render_best(data: dict[str, Any]) -> RenderableType:
     """The best trial of an export: value, trial, params and config changes from the defaults."""
     counts = data.get("counts", {})
     summary = Table.grid(padding=(0, 2))
-    summary.add_row("study", str(data["study"]))
+    summary.add_row("study", Text(str(data["study"])))
     summary.add_row("best valid acc", f"{data['best_value']:.4f}")
     summary.add_row("trial", str(data["best_trial"]))
     attrs = data.get("user_attrs", {})
@@ -225,7 +242,7 @@ def render_best(data: dict[str, Any]) -> RenderableType:
     params.add_column("name")
     params.add_column("value", justify="right")
     for name, value in data.get("params", {}).items():
-        params.add_row(name, format_value(value))
+        params.add_row(Text(name), Text(format_value(value)))
     changes = Table(title="config vs defaults")
     changes.add_column("field")
     changes.add_column("value", justify="right")

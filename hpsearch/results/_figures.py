@@ -38,7 +38,7 @@ STATE_STYLE: dict[TrialState, tuple[str, Any]] = {  # state -> (colour, line sty
 }
 FIGURES = {  # file stem -> title
     "history": "Optimization history (complete trials)",
-    "importances": "Parameter importances (PED-ANOVA)",
+    "importances": "Parameter importances (PED-ANOVA, complete and pruned trials)",
     "pairs": "Mean validation accuracy per pair of parameter values",
     "parallel": "Parallel coordinates (complete trials)",
     "curves": "Learning curves",
@@ -344,8 +344,10 @@ def _html_page(info: dict[str, Any], figures: dict[str, Any]) -> str:
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     notes = "".join(f"<li>{esc(n)}</li>" for n in info["notes"])
     toc = " · ".join(f'<a href="#{s}">{FIGURES[s]}</a>' for s in figures)
+    captions = {"importances": info.get("importances_basis") or ""}
     sections = "".join(
         f'<h2 id="{stem}">{FIGURES[stem]}</h2><p><a href="{stem}.png">{stem}.png</a></p>\n'
+        + (f"<p>{esc(caption)}</p>\n" if (caption := captions.get(stem)) else "")
         + fig.to_html(full_html=False, include_plotlyjs=False, default_height="520px")
         for stem, fig in figures.items()
     )

@@ -13,8 +13,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from hpsearch import files as outfile
 from hpsearch import storage as storage_mod
@@ -42,6 +42,7 @@ def summary(data: StudyData, url: str) -> dict[str, Any]:
         },
         "searched_params": data.params,
         "importances": data.importances,
+        "importances_basis": data.importance_basis,
         "epochs_trained": int(total(trials, "epochs_run")),
         "training_seconds": round(total(trials, "seconds"), 3),
         "evaluation": export.current_evaluation(data.study, best),
@@ -49,18 +50,24 @@ def summary(data: StudyData, url: str) -> dict[str, Any]:
     }
 
 
-def write_report(study_name: str, url: str, out_dir: Path) -> list[Path]:
-    """Write the PNGs, ``index.html`` and ``summary.json`` of one study; return their paths."""
+def write_report(study_name: str, url: str, out_dir: Path, *, parents: bool = False) -> list[Path]:
+    """Write the PNGs, ``index.html`` and ``summary.json`` of one study; return their paths.
+
+    ``out_dir`` is created in a directory that exists (with its missing parents too where
+    ``parents``: a default location), and removed again if the report fails with it empty.
+    """
     # Imported here: compare needs no plotting libraries.
     from hpsearch.results import _figures as figures
 
     figures.require_libraries()
     data = load(study_name, url)
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{out_dir}: cannot create the report directory: {exc}") from None
+    with outfile.new_directory(Path(out_dir), parents=parents, what="report directory"):
+        return _write(data, url, Path(out_dir))
+
+
+def _write(data: StudyData, url: str, out_dir: Path) -> list[Path]:
+    from hpsearch.results import _figures as figures
+
     artifacts = [out_dir / f"{stem}.png" for stem in figures.FIGURES]
     artifacts += [out_dir / "index.html", out_dir / "summary.json"]
     for path in artifacts:  # all of them before the first is written: nothing half-done
@@ -146,8 +153,8 @@ def compare(
     return rows
 
 
-def _bold_if(condition: bool, text: str) -> str:
-    return f"[bold]{text}[/bold]" if condition else text
+def _bold_if(condition: bool, text: str) -> Text:
+    return Text(text, style="bold" if condition else "")
 
 
 def render_compare(rows: Sequence[dict[str, Any]]) -> Table:
@@ -166,7 +173,7 @@ def render_compare(rows: Sequence[dict[str, Any]]) -> Table:
         valid = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
         test = format_mean_std(r["test_mean"], r["test_std"])
         table.add_row(
-            escape(r["study"]),
+            Text(r["study"]),
             _bold_if(r["best_value"] is not None and r["best_value"] == top["best_value"], valid),
             "-" if r["best_trial"] is None else str(r["best_trial"]),
             format_mean_std(r["valid_mean"], r["valid_std"]),

@@ -166,6 +166,7 @@ class StudyData:
     pair_axes: list[Axis]  # Figure 1's parameters
     notes: list[str]
     scored: optuna.Study | None = None  # every scored trial as complete: for importances
+    importance_basis: str | None = None  # which trials the importances rank on, and why
 
     @property
     def name(self) -> str:
@@ -217,6 +218,7 @@ def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
     n_complete = sum(t.state == TrialState.COMPLETE for t in trials)
     notes = []
     importances = None
+    basis = None
     plottable = plottable_params(params, trials)
     if unplottable := [p for p in params if p not in plottable]:
         notes.append(
@@ -232,10 +234,8 @@ def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
         with warnings.catch_warnings():  # PED-ANOVA on few trials: "regimes with < 2 trials"
             warnings.simplefilter("ignore", UserWarning)
             importances = optuna.importance.get_param_importances(scored, params=scored_params)
-        notes.append(
-            f"importances from {len(scored.trials)} trials: complete ones by their value, "
-            "pruned ones by the best validation accuracy they reached"
-        )
+        basis = importance_note(trials, len(scored.trials))
+        notes.append(basis)
     else:
         notes.append(
             "parameter importances skipped: they need 2 or more scored trials and searched "
@@ -251,7 +251,21 @@ def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
     if not params:
         notes.append("Figure 1 (pairs) skipped: no searched parameters")
     axes = study_axes(trials, pair_params, bins=bins)
-    return StudyData(study, trials, best, n_complete, params, importances, axes, notes, scored)
+    return StudyData(
+        study, trials, best, n_complete, params, importances, axes, notes, scored, basis
+    )
+
+
+def importance_note(trials: Sequence[FrozenTrial], n_scored: int) -> str:
+    """Which trials the importances rank on and why, and why optuna-dashboard's differ."""
+    pruned = sum(t.state == TrialState.PRUNED and trial_score(t) is not None for t in trials)
+    return (
+        f"importances (PED-ANOVA) from {n_scored} trials: {n_scored - pruned} complete ones "
+        f"by their value and {pruned} pruned ones by the best validation accuracy they reached, "
+        "as Figure 1 scores them (the complete trials alone are the pruner's survivors, which "
+        "all look alike); optuna-dashboard ranks on the complete trials only, so its order "
+        "can differ"
+    )
 
 
 def counts_by_state(trials: Sequence[FrozenTrial]) -> dict[str, int]:

@@ -147,14 +147,20 @@ def _resume(spec: StudySpec, study: optuna.Study, url: str, *, force: bool) -> N
             f"study {spec.name!r} exists with a different spec: {'; '.join(changes)}. "
             "Use another study name, or --force to resume with the new spec"
         )
-    if changes:
-        _check_resumable(spec, study)
-        # Points the edited file adds to enqueue: (queued only when a study is created).
-        before = stored.get("enqueue") or []
-        for params in spec.enqueue:
-            if params not in before:
-                study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    budget = spec.to_dict()["budget"]
+    if not changes:
+        # A resume may change the budget (``--trials``, ``--timeout``): the stored one is the
+        # budget in force, which ``hpsearch studies`` measures the study against.
+        if stored.get("budget") != budget:
+            study.set_user_attr(SPEC_ATTR, {**stored, "budget": budget})
+        return
+    _check_resumable(spec, study)
+    # Points the edited file adds to enqueue: (queued only when a study is created).
+    before = stored.get("enqueue") or []
+    for params in spec.enqueue:
+        if params not in before:
+            study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
 
 
 def _move_the_seed_on(spec: StudySpec, study: optuna.Study, seed_offset: int) -> None:

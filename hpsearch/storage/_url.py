@@ -8,7 +8,6 @@ them, raw or URL-encoded); ``failure`` turns a driver's error into one password-
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -84,19 +83,18 @@ class DatabaseLost(DatabaseUnavailable):
 
 
 def resolve_url(url: str | None) -> str:
-    """Return the storage URL to use (argument, else $HPSEARCH_STORAGE, else the default),
-    with the driver made explicit; raise StorageError if it is malformed or unsupported."""
+    """Return the storage URL to use (argument, else $HPSEARCH_STORAGE, else $OPTUNA_STORAGE,
+    else the default), with the driver made explicit; raise StorageError if it is malformed or
+    unsupported. A message about a URL from the environment names the variable."""
     source = "storage URL"
     if url is not None and not url.strip():
-        # The CLI hands $HPSEARCH_STORAGE over as --storage: name whichever was blank.
-        given = settings.STORAGE if os.environ.get(settings.STORAGE) == url else "--storage"
         raise StorageError(
-            f"{given}: the storage URL is empty; give one (e.g. {DEFAULT_URL}, the default "
-            "when neither is set)"
+            f"--storage: the storage URL is empty; give one (e.g. {DEFAULT_URL}, the default "
+            f"when neither {settings.STORAGE} nor {settings.OPTUNA_STORAGE} is set)"
         )
-    if url is None:
-        url = settings.text(settings.STORAGE)
-        source = f"{settings.STORAGE}: storage URL" if url else source
+    if url is None and (from_env := settings.storage_url()) is not None:
+        variable, url = from_env
+        source = f"{variable}: storage URL"
     text = (url if url is not None else DEFAULT_URL).strip()
     where = f"{source} {mask_url(text)!r}"
     try:

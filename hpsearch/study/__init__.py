@@ -7,6 +7,7 @@ from hpsearch.study._finding import (
     find_studies_dir,
     list_study_files,
     load_study,
+    stored_name,
 )
 from hpsearch.study._pruners import DEFAULT_PRUNER, PRUNERS, acts_at
 from hpsearch.study._samplers import DEFAULT_SAMPLER, SAMPLERS
@@ -30,4 +31,5 @@ __all__ = [
     "load_study",
     "parse_study",
     "show",
+    "stored_name",
 ]

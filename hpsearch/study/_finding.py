@@ -1,5 +1,6 @@
 """Finding a study file: by path, or by name in the studies directory (``--studies-dir``,
-``$HPSEARCH_STUDIES_DIR``, ``./studies``, else the studies shipped with hpsearch)."""
+``$HPSEARCH_STUDIES_DIR``, ``./studies``, else the studies shipped with hpsearch); and the
+stored study a ``--study`` value means, which may be a study file's path in every command."""
 
 from __future__ import annotations
 
@@ -56,16 +57,32 @@ def _files_naming(directory: Path, name: str) -> list[Path]:
     return named
 
 
-def load_study(name_or_path: str | Path, studies_dir: Path | None = None) -> StudySpec:
-    """Load ``<dir>/<name>.yaml`` (or .yml) for a bare name, else the file there whose
-    ``name:`` it is; or the file at a path."""
+def _is_path(name_or_path: str | Path) -> bool:
+    """Whether a ``--study`` value is a file's path rather than a name."""
     text = str(name_or_path)
-    if (
+    return (
         isinstance(name_or_path, Path)
         or "/" in text
         or os.sep in text
         or text.endswith((".yaml", ".yml", ".json"))
-    ):
+    )
+
+
+def stored_name(name_or_path: str) -> str:
+    """The study in the database that ``--study`` names: the study a file declares (its
+    ``name:``, else its file name) when the value is a study file's path, as ``run`` reads
+    it; otherwise the value itself, a stored name (which another program may have made with
+    a ``/`` in it, so a path that is no file stays a name)."""
+    if _is_path(name_or_path) and Path(name_or_path).is_file():
+        return load_study(Path(name_or_path)).name
+    return name_or_path
+
+
+def load_study(name_or_path: str | Path, studies_dir: Path | None = None) -> StudySpec:
+    """Load ``<dir>/<name>.yaml`` (or .yml) for a bare name, else the file there whose
+    ``name:`` it is; or the file at a path."""
+    text = str(name_or_path)
+    if _is_path(name_or_path):
         path = Path(name_or_path)
         if not path.is_file():
             raise StudyError(f"{path}: study file not found")

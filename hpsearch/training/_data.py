@@ -67,6 +67,11 @@ def resolve_data_dir(data_dir: Path | None = None) -> Path:
     env = settings.text(settings.DATA_DIR)
     if env:
         return Path(env).expanduser()
+    return default_data_dir()
+
+
+def default_data_dir() -> Path:
+    """``$XDG_CACHE_HOME/hpsearch/trec`` (``~/.cache`` by default)."""
     cache = os.environ.get("XDG_CACHE_HOME")
     root = Path(cache).expanduser() if cache else Path.home() / ".cache"
     return root / "hpsearch" / "trec"
@@ -150,26 +155,25 @@ def ensure_data(data_dir: Path | None = None, *, download: bool = True) -> Path:
     directory = resolve_data_dir(data_dir)
     if directory.exists() and not directory.is_dir():
         raise DataError(f"{directory}: the data directory is not a directory")
-    if not directory.exists():
-        if not download:
-            raise DataError(
-                f"{directory}: data directory not found; run `hpsearch data` to download "
-                f"the TREC files, or set {settings.DATA_DIR} to a directory holding them"
-            )
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"{directory}: cannot create the data directory: {exc}") from None
-    for name in SHA256:
-        path = directory / name
-        if path.exists():
-            _verify(path)
-        elif download:
-            _download(name, directory)
-        else:
-            raise DataError(
-                f"{path}: file not found; run `hpsearch data` to download the TREC files"
-            )
+    if not directory.exists() and not download:
+        raise DataError(
+            f"{directory}: data directory not found; run `hpsearch data` to download "
+            f"the TREC files, or set {settings.DATA_DIR} to a directory holding them"
+        )
+    # A directory the user names must be in one that exists (as any output's); the default
+    # cache is hpsearch's to make. A failed download removes what it created.
+    parents = directory == default_data_dir()
+    with outfile.new_directory(directory, parents=parents, what="data directory"):
+        for name in SHA256:
+            path = directory / name
+            if path.exists():
+                _verify(path)
+            elif download:
+                _download(name, directory)
+            else:
+                raise DataError(
+                    f"{path}: file not found; run `hpsearch data` to download the TREC files"
+                )
     return directory
 
 

@@ -56,6 +56,7 @@ def test_best_export_trains_as_is(
     assert exported["learning_curve"] == {"1": pytest.approx(0.83)}
 
     path = tmp_path / "out" / "best.json"
+    path.parent.mkdir()
     export.write_json(exported, path)
     loaded = config.load(path)
     recorded = config.from_mapping(study.trials[1].user_attrs["config"])
@@ -144,8 +145,9 @@ def test_study_rows_join_files_and_database(tmp_path: Path, sqlite_url: str) -> 
     assert tiny["best_value"] == pytest.approx(0.83) and tiny["best_trial"] == 1
     assert tiny["description"] == "a tiny study for export tests"
     assert rows["orphan"]["file"] is None and rows["orphan"]["state"] == "incomplete"
-    text = _render(catalog.render_studies(rows.values()))
+    text = _render(catalog.render_studies(rows.values(), sqlite_url))
     assert "tiny" in text and "0.8300" in text and "3/6" in text
+    assert f"studies in {sqlite_url}" in text
 
 
 def _render(renderable: Any) -> str:

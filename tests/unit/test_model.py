@@ -188,7 +188,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     cfg = tiny_cfg(cell="lstm", pooling="attention", head_layers=1, head_batchnorm=True)
     model = model_for(cfg)
     vocab = Vocab(itos=["<pad>", "<unk>", *(f"w{i}" for i in range(VOCAB - 2))], stoi={})
-    path = tmp_path / "sub" / "model.pt"
+    path = tmp_path / "model.pt"
     save_checkpoint(path, model, cfg, vocab, {"valid_acc": 0.5, "epoch": 3})
     # Plain tensors and containers only: readable without unpickling any class.
     assert set(torch.load(path, weights_only=True)) >= {"state_dict", "config", "itos"}

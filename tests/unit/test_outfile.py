@@ -19,11 +19,40 @@ def _leftovers(directory: Path) -> list[str]:
 
 
 def test_a_file_is_replaced_whole(tmp_path: Path) -> None:
-    path = tmp_path / "new" / "best.json"  # missing directories are created
+    path = tmp_path / "best.json"
     outfile.write_text(path, "one\n")
     outfile.write_text(path, "two\n")
     assert path.read_text() == "two\n"
     assert _leftovers(path.parent) == []
+
+
+@pytest.mark.parametrize("write", [outfile.check_writable, lambda p: outfile.write_text(p, "x")])
+def test_a_missing_directory_is_refused_and_not_created(
+    tmp_path: Path, write: Callable[[Path], None]
+) -> None:
+    # An output's directory must exist, as a SQLite database's must: a typo in -o or --save
+    # used to make a new directory tree.
+    path = tmp_path / "typo" / "deeper" / "best.json"
+    with pytest.raises(UsageError) as info:
+        write(path)
+    assert str(info.value) == (
+        f"{path}: cannot write: directory {path.parent} does not exist (create it first)"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_directory_is_removed_when_its_command_fails(tmp_path: Path) -> None:
+    refused = pytest.raises(UsageError, match=r"typo/out: cannot create the report directory: ")
+    with refused, outfile.new_directory(tmp_path / "typo" / "out", what="report directory"):
+        raise AssertionError("not reached")
+    failed = pytest.raises(RuntimeError)
+    with failed, outfile.new_directory(tmp_path / "a" / "b", parents=True) as made:
+        assert made.is_dir()
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+    with outfile.new_directory(tmp_path / "kept") as made:
+        (made / "file").write_text("x")
+    assert (tmp_path / "kept" / "file").is_file()
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -115,6 +116,24 @@ def test_write_report_writes_every_file(tmp_path: Path, url: str) -> None:
     os.umask(umask)
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in paths}
     assert modes == dict.fromkeys(modes, oct(0o666 & ~umask))  # summary.json not private
+
+
+def test_the_report_says_which_trials_its_importances_rank_on(tmp_path: Path, url: str) -> None:
+    # optuna-dashboard ranked lr last and the report second, and nothing said why.
+    study = make_study(url, "synthetic", 30)
+    pruned = sum(t.state == TrialState.PRUNED for t in study.trials)
+    complete = sum(t.state == TrialState.COMPLETE for t in study.trials)
+    report.write_report("synthetic", url, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    basis = summary["importances_basis"]
+    assert basis.startswith(
+        f"importances (PED-ANOVA) from {pruned + complete} trials: {complete} complete ones by "
+        f"their value and {pruned} pruned ones by the best validation accuracy they reached"
+    )
+    assert "optuna-dashboard ranks on the complete trials only" in basis
+    assert basis in summary["notes"]
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert page.count(html.escape(basis)) == 2  # in the notes, and under the figure
 
 
 def test_report_with_one_complete_trial_skips_importances(tmp_path: Path, url: str) -> None:

@@ -173,7 +173,7 @@ def test_every_command_refuses_in_memory_sqlite(
         "space: {lr: {low: 0.001, high: 0.01, log: true}}\nbudget: {trials: 2, epochs: 1}\n"
     )
     expected = (
-        f"error: storage URL {url!r}: an in-memory SQLite database vanishes with the process, "
+        f"storage URL {url!r}: an in-memory SQLite database vanishes with the process, "
         "and the workers and later commands share the database; give a file, e.g. "
         "sqlite:///hpsearch.db\n"
     )
@@ -189,13 +189,14 @@ def test_every_command_refuses_in_memory_sqlite(
         ["dashboard", "--port", str(_closed_port())],
     ]
     for args in commands:
-        for storage_args, env in (
-            (["--storage", url], {}),
-            ([], {settings.STORAGE: url}),
+        for storage_args, env, source in (
+            (["--storage", url], {}, ""),
+            ([], {settings.STORAGE: url}, f"{settings.STORAGE}: "),
+            ([], {settings.STORAGE: "", settings.OPTUNA_STORAGE: url}, "OPTUNA_STORAGE: "),
         ):
             result = CliRunner(env=env).invoke(cli.app, [*args, *storage_args])
             assert result.exit_code == 2, (args, result.output, result.exception)
-            assert result.stderr == expected
+            assert result.stderr == f"error: {source}{expected}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # nothing written
 
 
@@ -509,10 +510,25 @@ def test_a_blank_storage_url_names_where_it_came_from(monkeypatch: pytest.Monkey
     monkeypatch.delenv(settings.STORAGE, raising=False)
     with pytest.raises(StorageError, match=r"^--storage: the storage URL is empty; give one"):
         storage.resolve_url("  ")
-    # The CLI passes $HPSEARCH_STORAGE as --storage's value: the variable is named.
+    # A blank variable is an unset one, in a command as in the library (compose files give
+    # ${VAR:-}): the next one in line, or the default, is used.
     monkeypatch.setenv(settings.STORAGE, " ")
-    with pytest.raises(StorageError, match=r"^HPSEARCH_STORAGE: the storage URL is empty"):
-        storage.resolve_url(" ")
+    monkeypatch.delenv(settings.OPTUNA_STORAGE, raising=False)
+    assert storage.resolve_url(None) == storage.DEFAULT_URL
+
+
+def test_optuna_storage_is_read_after_hpsearch_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A shell set up for `optuna` and optuna-dashboard used to send hpsearch to ./hpsearch.db.
+    monkeypatch.delenv(settings.STORAGE, raising=False)
+    monkeypatch.setenv(settings.OPTUNA_STORAGE, "postgresql://u@optunahost/db")
+    assert storage.resolve_url(None) == "postgresql+psycopg://u@optunahost/db"
+    monkeypatch.setenv(settings.STORAGE, "postgresql://u@hphost/db")
+    assert storage.resolve_url(None) == "postgresql+psycopg://u@hphost/db"
+    assert storage.resolve_url("sqlite:///arg.db") == "sqlite:///arg.db"
+    monkeypatch.delenv(settings.STORAGE)
+    monkeypatch.setenv(settings.OPTUNA_STORAGE, "redis://x")
+    with pytest.raises(StorageError, match=r"^OPTUNA_STORAGE: storage URL 'redis://x'"):
+        storage.resolve_url(None)
 
 
 # --- a full disk -------------------------------------------------------------------------
