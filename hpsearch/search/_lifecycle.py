@@ -97,11 +97,32 @@ def open_study(
                 pruner=spec.make_pruner(),
             )
         except KeyError:
+            _check_no_case_twin(spec.name, optuna.get_all_study_names(storage), url)
             return _create(spec, storage, seed_offset)
+        _check_no_case_twin(spec.name, [stored_name(study)], url)
         _resume(spec, study, url, force=force)
         _move_the_seed_on(spec, study, seed_offset)
         requeue_interrupted(study)
         return study
+
+
+def stored_name(study: optuna.Study) -> str:
+    """The study's name as the database stores it. MySQL and MariaDB compare names without
+    case: there, loading ``cased`` finds the study ``Cased``."""
+    return study._storage.get_study_name_from_id(study._study_id)
+
+
+def _check_no_case_twin(name: str, existing: list[str], url: str) -> None:
+    """Refuse a study whose name differs only by case from an existing one: such names are
+    one study on MySQL and MariaDB and two elsewhere, so a study's identity would depend on
+    the database (and on MySQL, resuming one would merge it into the other)."""
+    for other in existing:
+        if other != name and other.lower() == name.lower():
+            raise StudyError(
+                f"study {name!r}: {storage_mod.mask_url(url)} has a study {other!r}; study "
+                f"names that differ only by case are refused on every database (MySQL cannot "
+                f"tell them apart). Use {other!r} to resume it, or another name"
+            )
 
 
 def _create(
