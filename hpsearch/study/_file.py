@@ -124,7 +124,7 @@ class StudySpec:
         if trials is not None and trials < 1:
             raise ConfigError(f"--trials: must be >= 1, got {trials}")
         if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-            raise ConfigError(f"--timeout: must be > 0 seconds, got {timeout!r}")
+            raise ConfigError(f"--timeout: must be a finite number of seconds > 0, got {timeout!r}")
         return dataclasses.replace(
             self,
             trials=self.trials if trials is None else trials,

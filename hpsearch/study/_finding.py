@@ -67,7 +67,7 @@ def load_study(name_or_path: str | Path, studies_dir: Path | None = None) -> Stu
         or text.endswith((".yaml", ".yml", ".json"))
     ):
         path = Path(name_or_path)
-        if not path.is_file():
+        if not path.exists():  # anything else there is refused as it is read
             raise StudyError(f"{path}: study file not found")
     else:
         directory = find_studies_dir(studies_dir)
