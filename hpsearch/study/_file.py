@@ -220,7 +220,11 @@ def parse_study(
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             fail(src, "budget.timeout", f"expected seconds or null, got {timeout!r}")
         if not (math.isfinite(timeout) and timeout > 0):
-            fail(src, "budget.timeout", f"must be > 0 seconds (or null), got {timeout}")
+            fail(
+                src,
+                "budget.timeout",
+                f"must be a finite number of seconds > 0 (or null), got {timeout}",
+            )
         timeout = float(timeout)
     default_epochs = fixed.get("epochs", cfg.FIELDS["epochs"].default)
     epochs = as_int(src, "budget.epochs", budget.get("epochs", default_epochs), 1)

@@ -102,6 +102,19 @@ SPEC_CASES = {
         edit("seed: 0}", "seed: 4294967296}"),
         ["study.yaml: sampler.seed: must be <= 2**32 - 1, got 4294967296"],
     ),
+    # An OverflowError traceback: the step count was infinite and could not be rounded.
+    "step too fine": (
+        edit("log: true}", "step: 1.0e-320}"),
+        ["study.yaml: space.lr.step: 1e-320 divides [0.001, 0.01] into over 1e+09 steps"],
+    ),
+    "infinite step": (
+        edit("log: true}", "step: .inf}"),
+        ["study.yaml: space.lr.step: must be a finite number > 0, got inf"],
+    ),
+    "infinite timeout": (
+        edit("epochs: 1}", "epochs: 1, timeout: .inf}"),
+        ["study.yaml: budget.timeout: must be a finite number of seconds > 0 (or null), got inf"],
+    ),
     "grid over a continuous range": (
         edit("name: random", "name: grid"),
         ["study.yaml: space.lr: grid needs choices or step for lr"],
