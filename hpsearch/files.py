@@ -20,10 +20,11 @@ import itertools
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -255,21 +256,57 @@ def json_load(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_unique_keys)
 
 
+# A config or study file is a few kilobytes: a wrong path (a disk image, a log) is refused
+# instead of being read whole into memory.
+MAX_INPUT_BYTES = 16 * 2**20
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def open_regular(path: Path, *, expected: str) -> BinaryIO:
+    """Open ``path`` for reading in binary, if it is a regular file; else one ConfigError line.
+
+    It is opened without blocking and checked on the open descriptor: opening a FIFO would
+    wait for a writer for ever, and ``/dev/zero`` never ends.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(fd)
+        what = _KINDS.get(kind, "something else")
+        raise ConfigError(f"{path}: {what}, not a regular file; expected {expected}")
+    return os.fdopen(fd, "rb")
+
+
 def read_mapping(path: Path, *, expected: str = "a YAML or JSON file") -> dict[str, Any]:
     """Read a YAML or JSON file into a dict; syntax errors name the file and line.
 
-    ``expected`` says, when the bytes are no text, what the file should have been.
+    ``expected`` says, when the path is no regular file or its bytes are no text, what the
+    file should have been.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        with open_regular(path, expected=expected) as handle:
+            raw = handle.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_INPUT_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_INPUT_BYTES // 2**20} MB; expected {expected}")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"{path}: not UTF-8 text (byte {exc.start}); expected {expected}"
         ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
         data = json_load(text) if path.suffix == ".json" else yaml_load(text)
     except json.JSONDecodeError as exc:
@@ -289,7 +326,8 @@ def read_mapping(path: Path, *, expected: str = "a YAML or JSON file") -> dict[s
 
 
 def is_zip(path: Path) -> bool:
-    """Whether ``path`` starts like a zip archive (torch.save's format)."""
-    with contextlib.suppress(OSError), path.open("rb") as handle:
+    """Whether ``path`` is a regular file that starts like a zip archive (torch.save's
+    format)."""
+    with contextlib.suppress(OSError, ConfigError), open_regular(path, expected="") as handle:
         return handle.read(4) == b"PK\x03\x04"
     return False

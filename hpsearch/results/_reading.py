@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 from hpsearch import config as config_mod
 from hpsearch import storage as storage_mod
 from hpsearch.errors import StudyError, did_you_mean
-from hpsearch.search import best_trial, count_trials
+from hpsearch.search import best_trial, count_trials, stored_name
 
 # Fields that describe the machine a run happened on, not the experiment: an export resets
 # them so that it trains anywhere. `threads` stays: CPU results depend on the thread count
@@ -56,6 +56,8 @@ def load_study_for_reading(study_name: str, url: str) -> optuna.Study:
     storage = storage_mod.open_storage(url, heartbeat=False)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
+        if stored_name(study) != study_name:  # MySQL found a name that differs by case
+            raise KeyError(study_name)
     except KeyError:
         names = sorted(optuna.get_all_study_names(storage))
         available = ", ".join(names) if names else "none"

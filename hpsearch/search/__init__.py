@@ -17,6 +17,7 @@ from hpsearch.search._lifecycle import (
     best_trials,
     count_trials,
     open_study,
+    stored_name,
 )
 from hpsearch.search._preflight import check_inputs
 from hpsearch.search._worker import configure_logging, run_worker, work
@@ -37,6 +38,7 @@ __all__ = [
     "prepare",
     "run_study",
     "run_worker",
+    "stored_name",
     "threads_per_worker",
     "work",
 ]

@@ -27,7 +27,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import storage as storage_mod
 from hpsearch.errors import UsageError
-from hpsearch.search._lifecycle import Counts, best_trials, count_trials, open_study
+from hpsearch.search._lifecycle import (
+    INTERRUPTED_ATTR,
+    Counts,
+    best_trials,
+    count_trials,
+    open_study,
+)
 from hpsearch.search._preflight import check_inputs
 from hpsearch.search._process import WorkerOrder, start
 from hpsearch.search._worker import DB_DOWN, db_retry_seconds, handle_stop_signals
@@ -142,6 +148,7 @@ def fail_orphans(study: optuna.Study, workers: list[str]) -> int:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get("worker") in workers:
             storage.set_trial_user_attr(trial._trial_id, "error", "worker stopped")
+            storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)  # re-queued
             if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
                 n += 1
     return n

@@ -1,5 +1,6 @@
 """A study's life in the database: created from its study file (spec stored, first points
-enqueued) or resumed against it, its trials counted, its best trials read.
+enqueued) or resumed against it (interrupted trials queued again), its trials counted, its
+best trials read.
 
 The best trial has one definition here: the highest validation score among COMPLETE trials;
 a NaN or infinite value is never best.
@@ -22,6 +23,14 @@ from hpsearch.errors import StudyError
 from hpsearch.study import StudySpec, show
 
 SPEC_ATTR = "hpsearch_spec"
+# User attribute of a trial stopped from outside (a stop signal, its worker stopped by `run`):
+# it failed without saying anything about its parameters.
+INTERRUPTED_ATTR = "interrupted"
+# System attribute of the WAITING copy of an interrupted trial: that trial's number.
+REQUEUED_FROM = "hpsearch_requeued_from"
+# System attributes the copy keeps: the point itself, and the heartbeat retries' history (so
+# that their bound still holds).
+KEPT_SYSTEM_ATTRS = ("fixed_params", "failed_trial", "retry_history")
 # Larger than any worker count, so (offset, trials so far) pairs give distinct seeds.
 RESUME_SEED_STRIDE = 1_000_003
 
@@ -91,12 +100,34 @@ def open_study(
                     pruner=spec.make_pruner(),
                 )
             except KeyError:
+                _check_no_case_twin(spec.name, optuna.get_all_study_names(storage), url)
                 return _create(spec, storage, seed_offset)
+            _check_no_case_twin(spec.name, [stored_name(study)], url)
             _resume(spec, study, url, force=force)
             _move_the_seed_on(spec, study, seed_offset)
+            requeue_interrupted(study)
             return study
     except storage_mod.DB_ERRORS as e:  # a full disk, a server gone: one line
         raise storage_mod.failure(url, e) from None
+
+
+def stored_name(study: optuna.Study) -> str:
+    """The study's name as the database stores it. MySQL and MariaDB compare names without
+    case: there, loading ``cased`` finds the study ``Cased``."""
+    return study._storage.get_study_name_from_id(study._study_id)
+
+
+def _check_no_case_twin(name: str, existing: list[str], url: str) -> None:
+    """Refuse a study whose name differs only by case from an existing one: such names are
+    one study on MySQL and MariaDB and two elsewhere, so a study's identity would depend on
+    the database (and on MySQL, resuming one would merge it into the other)."""
+    for other in existing:
+        if other != name and other.lower() == name.lower():
+            raise StudyError(
+                f"study {name!r}: {storage_mod.mask_url(url)} has a study {other!r}; study "
+                f"names that differ only by case are refused on every database (MySQL cannot "
+                f"tell them apart). Use {other!r} to resume it, or another name"
+            )
 
 
 def _create(
@@ -161,6 +192,54 @@ def _resume(spec: StudySpec, study: optuna.Study, url: str, *, force: bool) -> N
         if params not in before:
             study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
     study.set_user_attr(SPEC_ATTR, spec.to_dict())
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Queue again, once, the point of every interrupted trial; return how many were queued.
+
+    An interrupted trial fails without counting against the budget, and a sampler would never
+    propose its point again: without a copy an enqueued point (the study file's known-good
+    configurations) is lost for good. The copy names its original (REQUEUED_FROM), so that a
+    trial is queued again at most once however often the study is resumed; the caller holds
+    the budget lock, so two launchers resuming at once cannot both queue it. The point goes in
+    as an enqueued one (``fixed_params``): a forced resume whose space no longer holds a value
+    samples that parameter instead.
+    """
+    trials = study.get_trials(deepcopy=False)
+    copied = {t.system_attrs.get(REQUEUED_FROM) for t in trials}
+    # A heartbeat retry's copy too: `run` may mark a trial its dead worker left just as
+    # another worker's heartbeat check retries it.
+    copied |= {
+        t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")
+    }
+    queued = 0
+    for trial in trials:
+        if not _interrupted(trial) or trial.number in copied:
+            continue
+        point = trial.system_attrs.get("fixed_params") or trial.params
+        if not point:  # stopped before its first parameter: there is nothing to run again
+            continue
+        system_attrs = {
+            k: trial.system_attrs[k] for k in KEPT_SYSTEM_ATTRS if k in trial.system_attrs
+        }
+        kept = {
+            k: v
+            for k, v in trial.user_attrs.items()
+            if k in storage_mod.RetryStaleTrial.KEPT_ON_RETRY
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                user_attrs=kept,
+                system_attrs=system_attrs | {"fixed_params": point, REQUEUED_FROM: trial.number},
+            )
+        )
+        queued += 1
+    return queued
+
+
+def _interrupted(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.FAIL and bool(trial.user_attrs.get(INTERRUPTED_ATTR))
 
 
 def _move_the_seed_on(spec: StudySpec, study: optuna.Study, seed_offset: int) -> None:

@@ -12,6 +12,7 @@ all claimed waits for the running trials instead of leaving.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -32,7 +33,13 @@ from optuna.trial import TrialState
 from hpsearch import settings
 from hpsearch import storage as storage_mod
 from hpsearch.errors import StudyError
-from hpsearch.search._lifecycle import Counts, count_trials, open_study
+from hpsearch.search._lifecycle import (
+    INTERRUPTED_ATTR,
+    Counts,
+    count_trials,
+    open_study,
+    requeue_interrupted,
+)
 from hpsearch.search._objective import Objective
 from hpsearch.study import StudySpec
 
@@ -70,7 +77,9 @@ def _crashed(study: optuna.Study) -> int:
     """Failed trials whose training raised (they carry an `error`); not those interrupted,
     killed or cut off from the database, which say nothing about the search space."""
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    return sum("error" in trial.user_attrs for trial in failed)
+    return sum(
+        "error" in trial.user_attrs and INTERRUPTED_ATTR not in trial.user_attrs for trial in failed
+    )
 
 
 def _study_exists(study: optuna.Study, name: str) -> bool:
@@ -94,6 +103,7 @@ class WorkerSummary:
     trials_run: int = 0
     reason: str = ""
     ok: bool = True  # False when it stopped because trials kept failing
+    requeue: bool = False  # a trial of this worker was not run: queue its point again
 
 
 class BudgetLockLost(RuntimeError):
@@ -218,6 +228,9 @@ def _next_round(
     wait for running trials that may still fail and free a slot, or run one trial."""
     with _held(storage_mod.budget_lock(url, spec.name)) as (release, still_held):
         _fail_dead_trials(study)
+        if summary.requeue:
+            requeue_interrupted(study)
+            summary.requeue = False
         counts = count_trials(study)
         outage.over()
         if _finished(study, spec, counts, summary):
@@ -232,15 +245,29 @@ def _next_round(
             lost = not still_held()
             release()
             if lost:  # another worker may have claimed the same slot meanwhile
+                _mark_interrupted(trial)  # an enqueued point must not be lost with it
+                summary.requeue = True
                 raise BudgetLockLost(
                     "the database dropped the budget lock while this trial was "
                     "created; not run, so that the budget cannot be exceeded"
                 )
-            return objective(trial)
+            try:
+                return objective(trial)
+            except KeyboardInterrupt:
+                _mark_interrupted(trial)
+                raise
 
         study.optimize(objective_releasing, n_trials=1, catch=(Exception,))
         summary.trials_run += 1
         return False
+
+
+def _mark_interrupted(trial: optuna.Trial) -> None:
+    """Mark a trial a stop signal ended, so that resuming the study queues its point again
+    (search._lifecycle). Best effort: if the database is away, the trial is left RUNNING and
+    its heartbeat retries it instead."""
+    with contextlib.suppress(Exception):
+        trial.set_user_attr(INTERRUPTED_ATTR, True)
 
 
 def _fail_dead_trials(study: optuna.Study) -> None:

@@ -8,6 +8,7 @@ them, raw or URL-encoded); ``failure`` turns a driver's error into one password-
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any

@@ -63,7 +63,7 @@ class Budget(Section):
             gt=0,
             le=MAX_TIMEOUT,
             allow_inf_nan=False,
-            description=f"seconds > 0 and at most {MAX_TIMEOUT} (366 days)",
+            description=f"a finite number of seconds > 0, at most {MAX_TIMEOUT} (366 days)",
         ),
     ] = None
     epochs: Int | None = None  # the range is TrainConfig.epochs'

@@ -84,7 +84,7 @@ def load_study(name_or_path: str | Path, studies_dir: Path | None = None) -> Stu
     text = str(name_or_path)
     if _is_path(name_or_path):
         path = Path(name_or_path)
-        if not path.is_file():
+        if not path.exists():  # anything else there is refused as it is read
             raise StudyError(f"{path}: study file not found")
     else:
         directory = find_studies_dir(studies_dir)

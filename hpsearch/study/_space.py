@@ -23,6 +23,7 @@ from hpsearch.errors import FieldError, did_you_mean, field_error, shown
 # Load-time checks list at most this many combinations of searched values (each one a config);
 # a space with more leaves its rare conflicting combinations to fail as trials.
 COMBINATIONS_LIMIT = 10_000
+MAX_STEPS = 1e9  # of a range with a step
 
 
 class Section(BaseModel):
@@ -276,8 +277,15 @@ def _parse_step(
     if log:
         fail(src, where, f"step ({step}) cannot be combined with log: true")
     if not (math.isfinite(step) and step > 0):
-        fail(src, where, f"must be > 0, got {step}")
+        fail(src, where, f"must be a finite number > 0, got {step}")
     ratio = (high - low) / step
+    if not ratio <= MAX_STEPS:  # a tiny step: no such search is meant, and inf cannot round
+        fail(
+            src,
+            where,
+            f"{step} divides [{low}, {high}] into over {MAX_STEPS:.0e} steps; "
+            "use a larger step, or none",
+        )
     if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio):
         fail(src, where, f"high - low ({high - low}) is not a multiple of {step}")
     return step

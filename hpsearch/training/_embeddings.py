@@ -8,9 +8,12 @@ Vectors are loaded once per process: a worker runs many trials against the same 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,39 +117,187 @@ def _has_word2vec_header(path: Path) -> bool:
     return len(first) == 2 and all(part.isdigit() for part in first)
 
 
+@contextlib.contextmanager
+def _gensim_quiet() -> Iterator[None]:
+    """Silence gensim's logging and numpy's warnings while it loads: what goes wrong is told in
+    one line of ours, not in gensim's logged traceback of an offline download, a warning per
+    duplicate word, or numpy's overflow warning for a value too large."""
+    gensim_log = logging.getLogger("gensim")
+    level = gensim_log.level
+    gensim_log.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
+    finally:
+        gensim_log.setLevel(level)
+
+
 def _load_file(path: Path) -> KeyedVectors:
+    if path.stat().st_size == 0:
+        raise EmbeddingsError(f"{path}: empty file; expected word vectors ({_FORMATS})")
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSED:
+    compressed = bool(suffixes) and suffixes[-1] in _COMPRESSED
+    if compressed:
         suffixes.pop()
     kind = suffixes[-1] if suffixes else ""
-    fmt = "word2vec binary"
+    fmt, header = "word2vec binary", True
     try:
-        if kind == ".bin":
-            return KeyedVectors.load_word2vec_format(str(path), binary=True)
-        if kind in (".kv", ".model"):
-            fmt = "gensim"
-            loaded = KeyedVectors.load(str(path))
-            loaded = getattr(loaded, "wv", loaded)  # a whole Word2Vec/FastText model
-            if not isinstance(loaded, KeyedVectors):
-                raise TypeError(f"holds a {type(loaded).__name__}, not word vectors")
-            return loaded
-        header = _has_word2vec_header(path)
-        fmt = "word2vec text" if header else "GloVe text"
-        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not header)
+        with _gensim_quiet():
+            if kind in (".kv", ".model"):
+                fmt = "gensim"
+                loaded = KeyedVectors.load(str(path))
+                loaded = getattr(loaded, "wv", loaded)  # a whole Word2Vec/FastText model
+                if not isinstance(loaded, KeyedVectors):
+                    raise TypeError(f"holds a {type(loaded).__name__}, not word vectors")
+            else:
+                binary = kind == ".bin"
+                header = binary or _has_word2vec_header(path)
+                fmt = "word2vec binary" if binary else "word2vec text" if header else "GloVe text"
+                if header and not compressed:
+                    _check_header(path, binary)
+                loaded = KeyedVectors.load_word2vec_format(
+                    str(path), binary=binary, no_header=not header
+                )
     except MemoryError:
         raise
+    except EmbeddingsError:
+        raise
     except Exception as exc:  # gensim raises anything from ValueError to UnpicklingError
+        if fmt.endswith("text") and (problem := _text_problem(path, header)) is not None:
+            raise EmbeddingsError(problem) from None
         reason = " ".join(str(exc).split()) or "no details"
         raise EmbeddingsError(
             f"{path}: cannot read {fmt} vectors: {type(exc).__name__}: {reason}"
         ) from None
+    _check_values(path, loaded, fmt, header)
+    return loaded
+
+
+_FORMATS = "word2vec .bin/.txt, GloVe .txt, gensim .kv"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FINITE = "vector values must be finite numbers within ±3.4e38 (float32)"
+_CHECK_ROWS = 65_536  # rows checked at a time: bounded memory on a 3.6 GB matrix
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` as a message shows it: quoted, cut to ``limit`` characters."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _check_header(path: Path, binary: bool) -> None:
+    """Refuse a header that promises more vectors than the file can hold: gensim allocates
+    the whole matrix from it before reading a line (a one-line file saying 10**12 vectors
+    asks for terabytes)."""
+    from gensim import utils
+
+    with utils.open(str(path), "rb") as handle:
+        first = handle.readline(200)
+    try:
+        count, dim = (int(part) for part in first.split())
+    except ValueError:
+        if binary:
+            raise EmbeddingsError(
+                f"{path}: line 1: expected a word2vec header 'count dim', got "
+                f"{_shown(first.decode('utf-8', 'replace').strip())}"
+            ) from None
+        return  # a text file whose first line is not a header is read as GloVe
+    # Each value takes 4 bytes in a binary file and at least 2 ("0 ") in a text one.
+    least = count * dim * (4 if binary else 2)
+    size = path.stat().st_size
+    if count < 1 or dim < 1:
+        raise EmbeddingsError(
+            f"{path}: line 1: the header says {count} vectors of {dim} values; "
+            "expected at least one vector of at least one value"
+        )
+    if least > size:
+        raise EmbeddingsError(
+            f"{path}: line 1: the header says {count} vectors of {dim} values, more than a "
+            f"file of {size} bytes can hold"
+        )
+
+
+def _check_values(path: Path, kv: KeyedVectors, fmt: str, header: bool) -> None:
+    """Refuse vectors that are empty or hold NaN or infinity (training would fail on them
+    with a diverged loss, far from the cause), naming the line of a text file."""
+    vectors = kv.vectors
+    if len(kv.index_to_key) == 0 or vectors.ndim != 2 or vectors.shape[1] == 0:
+        if fmt.endswith("text") and (problem := _text_problem(path, header)) is not None:
+            raise EmbeddingsError(problem)
+        raise EmbeddingsError(f"{path}: no word vectors in the {fmt} file")
+    for start in range(0, len(kv.index_to_key), _CHECK_ROWS):
+        block = np.asarray(vectors[start : start + _CHECK_ROWS])
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        if not len(bad):
+            continue
+        if fmt.endswith("text") and (problem := _text_problem(path, header)) is not None:
+            raise EmbeddingsError(problem)
+        row = start + int(bad[0])
+        raise EmbeddingsError(
+            f"{path}: the vector of {_shown(kv.index_to_key[row])} (entry {row + 1}) holds "
+            f"{block[bad[0]][~np.isfinite(block[bad[0]])][0]}; {_FINITE}"
+        )
+
+
+def _text_problem(path: Path, header: bool) -> str | None:
+    """The first line of a word2vec or GloVe text file that gensim cannot read or that holds
+    a value training cannot use, as one message naming the line; None if there is none."""
+    from gensim import utils
+
+    count: int | None = None
+    dim: int | None = None
+    lines = 0
+    with utils.open(str(path), "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if header and number == 1:
+                count, dim = (int(part) for part in raw.split()[:2])
+                continue
+            if count is not None and lines == count:
+                break  # gensim reads no further than the header's count
+            lines += 1
+            try:
+                # Split as gensim splits: on single spaces, after trailing whitespace.
+                word, *values = raw.decode("utf-8").rstrip().split(" ")
+            except UnicodeDecodeError:
+                return f"{path}: line {number}: not UTF-8 text; vectors files must be UTF-8"
+            if dim is None:
+                dim = len(values)
+            if (problem := _line_problem(word, values, dim, header)) is not None:
+                return f"{path}: line {number}: {problem}"
+    if count is not None and lines < count:
+        return f"{path}: the header says {count} vectors, the file has {lines}"
+    return None if dim else f"{path}: no word vectors in the file"
+
+
+def _line_problem(word: str, values: list[str], dim: int, header: bool) -> str | None:
+    if not word or not values or "" in values:
+        return "expected a word and its vector, separated by single spaces"
+    if len(values) != dim:
+        source = "the header says" if header else "line 1 has"
+        return f"{_shown(word)} has {len(values)} values; expected {dim}, as {source}"
+    if (bad := _bad_value(values)) is not None:
+        return f"{_shown(word)} has {_shown(bad)}; {_FINITE}"
+    return None
+
+
+def _bad_value(values: list[str]) -> str | None:
+    """The first value that is not a finite number float32 can hold; or None."""
+    for value in values:
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if not math.isfinite(number) or abs(number) > _FLOAT32_MAX:
+            return value
+    return None
 
 
 def _load_gensim_data(name: str) -> KeyedVectors:
     try:
         import gensim.downloader
 
-        loaded = gensim.downloader.load(name)
+        with _gensim_quiet():
+            loaded = gensim.downloader.load(name)
     except MemoryError:
         raise
     except Exception as exc:  # network errors, unknown names, broken downloads

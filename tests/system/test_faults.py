@@ -272,6 +272,35 @@ def test_interrupted_run_stops_every_worker(
         assert_budget_met(study, 2)
 
 
+def test_a_resumed_run_runs_the_interrupted_enqueued_points_once(
+    procs: Cli, tmp_path: Path
+) -> None:
+    # Ctrl-C during the study file's enqueued points left them FAIL for good: the resumed run
+    # drew new points instead. Each runs again, once, however often the run is resumed.
+    points = [{"lr": 2.0e-3}, {"lr": 4.0e-3}]
+    path = write_study(tmp_path, "requeued", trials=2, epochs=100, enqueue=points)
+    url = sqlite_url(tmp_path)
+    run = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="first")
+    study = wait_study(url, "requeued", run)
+    wait_for(lambda: len(running(study)) == 2, "both enqueued points training", watch=(run,))
+    os.killpg(run.pid, signal.SIGINT)  # Ctrl-C
+    assert run.wait(timeout=60) == 130, procs.err("first")
+    stopped = study.get_trials(states=(TrialState.FAIL,))
+    assert sorted(t.params["lr"] for t in stopped) == [2.0e-3, 4.0e-3]
+    assert all(t.user_attrs.get("interrupted") for t in stopped)
+    # Stopped again before the copies ran: still one copy each.
+    again = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="again")
+    wait_for(lambda: worker_pids(path), "the workers to start", timeout=60, watch=(again,))
+    os.killpg(again.pid, signal.SIGINT)
+    assert again.wait(timeout=60) == 130, procs.err("again")
+    last = procs.start("run", "-s", path, "--workers", "2", "--storage", url, log="last")
+    assert last.wait(timeout=180) == 0, procs.err("last")
+    assert_budget_met(study, 2)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.params["lr"] for t in complete) == [2.0e-3, 4.0e-3]
+    assert states(study)["WAITING"] == 0
+
+
 def test_ctrl_c_while_the_workers_start_is_a_clean_stop(procs: Cli, tmp_path: Path) -> None:
     # A worker importing torch when Ctrl-C came printed a KeyboardInterrupt traceback. The
     # workers have a session of their own: the launcher passes the stop on as SIGTERM, which

@@ -165,3 +165,50 @@ def test_pruner_stops_hopeless_trials_before_the_last_epoch(tmp_path: Path, spaw
         assert sorted(t.intermediate_values) == list(range(1, epochs + 1))
         assert t.user_attrs["epochs_run"] == epochs
         assert t.value is not None and t.value > 0.45
+
+
+# --- study names that differ only by case ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_a_name_differing_only_by_case_is_refused_on_every_database(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # MariaDB compares names without case: `cased` loaded the study `Cased`, and resuming it
+    # (with --force, under another spec) merged two studies that SQLite and PostgreSQL keep
+    # apart. Such a name is refused everywhere.
+    from hpsearch.errors import StudyError
+    from hpsearch.results import load_study_for_reading
+    from hpsearch.search import open_study
+    from hpsearch.study import StudySpec, parse_study
+
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'cased.db'}"
+    else:
+        url = str(request.getfixturevalue(f"{database}_url"))
+    tag = uuid.uuid4().hex[:8]
+
+    def spec(name: str) -> StudySpec:
+        data = {"name": name, "space": {"lr": {"low": 1.0e-3, "high": 1.0e-2}}}
+        return parse_study(data, source="test")
+
+    open_study(spec(f"Cased-{tag}"), url, heartbeat=False)
+    try:
+        for force in (False, True):
+            with pytest.raises(StudyError) as info:
+                open_study(spec(f"cased-{tag}"), url, heartbeat=False, force=force)
+            assert str(info.value).startswith(f"study 'cased-{tag}': ")
+            assert f"has a study 'Cased-{tag}'; study names that differ only by case" in str(
+                info.value
+            )
+        with pytest.raises(StudyError, match=f"no study 'cased-{tag}' in .*did you mean"):
+            load_study_for_reading(f"cased-{tag}", url)
+    finally:
+        optuna.delete_study(study_name=f"Cased-{tag}", storage=url)

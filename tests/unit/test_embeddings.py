@@ -101,22 +101,24 @@ def test_missing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str
 
 
 @pytest.mark.parametrize(
-    ("name", "content", "fmt"),
+    ("name", "content", "problem"),
     [
-        ("broken.bin", b"3 4\nthe \x00\x01", "word2vec binary"),
-        ("broken.kv", b"not a pickle", "gensim"),
-        ("broken.txt", b"2 4\nthe 1 2 3 4\ncat 1 2\n", "word2vec text"),
-        ("broken.glove", b"the 1 2 3 4\ncat 1 x 3 4\n", "GloVe text"),
+        ("broken.bin", b"1 1\n\xff\xfe \x00\x00\x80\x3f", "cannot read word2vec binary vectors: "),
+        ("truncated.bin", b"3 4\nthe \x00\x01", "line 1: the header says 3 vectors of 4 values"),
+        ("broken.kv", b"not a pickle", "cannot read gensim vectors: "),
+        ("broken.txt", b"2 4\nthe 1 2 3 4\ncat 1 2\n", "line 3: 'cat' has 2 values"),
+        ("broken.glove", b"the 1 2 3 4\ncat 1 x 3 4\n", "line 2: 'cat' has 'x'"),
     ],
 )
 def test_corrupt_file_names_file_and_error(
-    tmp_path: Path, name: str, content: bytes, fmt: str
+    tmp_path: Path, name: str, content: bytes, problem: str
 ) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(EmbeddingsError, match=f"cannot read {fmt} vectors: ") as info:
+    with pytest.raises(EmbeddingsError) as info:
         load_vectors(str(path))
-    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{path}: {problem}"), str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_directory_is_not_a_vectors_file(tmp_path: Path) -> None:
@@ -194,3 +196,82 @@ def test_glove_package_over_the_trec_vocabulary(
             )
     # Measured with split_seed 0: deterministic for the official files and the package.
     assert counts == {False: (7899, 8211), True: (7278, 7589)}
+
+
+def test_offline_gensim_data_name_is_one_line_without_gensims_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Offline, gensim logs the failed list download with its traceback (52 lines) before
+    # raising: the one-line error came after it.
+    import gensim.downloader
+
+    def offline(url: str) -> None:
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(gensim.downloader, "urlopen", offline)
+    monkeypatch.setattr(gensim.downloader, "BASE_DIR", str(tmp_path / "gensim-data"))
+    logging.basicConfig()  # as the CLI's: a handler on the root logger, to stderr
+    with caplog.at_level(logging.INFO), pytest.raises(EmbeddingsError) as info:
+        load_vectors("no-such-gensim-model")
+    assert "unable to read local cache" in str(info.value) and "\n" not in str(info.value)
+    assert caplog.records == []
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _vectors_file(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        # NaN and infinity were loaded, and training failed later with "lower lr".
+        ("h.txt", "2 3\nthe 1 2 3\ncat 1 nan 3\n", "line 3: 'cat' has 'nan'; vector values"),
+        ("g.txt", "the 1 2 3\ncat -inf 2 3\n", "line 2: 'cat' has '-inf'; vector values"),
+        ("big.txt", "the 1 2 3\ncat 1e39 2 3\n", "line 2: 'cat' has '1e39'; vector values"),
+        # A numpy broadcast error, no line.
+        ("mixed.txt", "the 1 2 3\ncat 1 2\n", "line 2: 'cat' has 2 values; expected 3, as line 1"),
+        (
+            "mixedh.txt",
+            "2 3\nthe 1 2 3\ncat 1 2 3 4\n",
+            "line 3: 'cat' has 4 values; expected 3, as the header",
+        ),
+        # TypeError: 'NoneType' object cannot be interpreted as an integer.
+        ("empty.txt", "", "empty file; expected word vectors"),
+        ("blank.txt", "\n\n", "line 1: expected a word and its vector"),
+        ("short.txt", "3 2\nthe 1 2\n", "the header says 3 vectors, the file has 1"),
+        # gensim allocated the matrix the header promised first: a MemoryError.
+        ("huge.txt", "999999999999 300\nthe 1\n", "line 1: the header says 999999999999 vectors"),
+        ("words.txt", "the 1 2 3\ncat 1 x 3\n", "line 2: 'cat' has 'x'; vector values"),
+    ],
+)
+def test_a_bad_text_vectors_file_is_one_line_naming_its_line(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    path = _vectors_file(tmp_path, name, text)
+    with pytest.raises(EmbeddingsError) as info:
+        load_vectors(path)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["bin", "kv"])
+def test_non_finite_vectors_in_a_binary_file_name_the_word(tmp_path: Path, kind: str) -> None:
+    kv = KeyedVectors(3)
+    kv.add_vectors(["the", "cat"], np.array([[1, 2, 3], [1, np.inf, 3]], dtype=np.float32))
+    path = tmp_path / f"vectors.{kind}"
+    if kind == "kv":
+        kv.save(str(path))
+    else:
+        kv.save_word2vec_format(str(path), binary=True)
+    with pytest.raises(EmbeddingsError) as info:
+        load_vectors(str(path))
+    assert str(info.value) == (
+        f"{path}: the vector of 'cat' (entry 2) holds inf; vector values must be finite "
+        "numbers within ±3.4e38 (float32)"
+    )

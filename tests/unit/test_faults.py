@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from hpsearch import cli, search, settings, storage
 from hpsearch import study as studyfile
 from hpsearch.errors import StudyError
+from hpsearch.search import _launcher as launcher
 from hpsearch.search import _objective as objective
 from hpsearch.search import _worker as workers
 from tests.helpers.faults import GRACE, HEARTBEAT, load, sqlite_url, states, write_study
@@ -136,7 +137,11 @@ def test_worker_does_not_run_a_trial_created_after_its_lock_was_lost(
             yield held
 
     monkeypatch.setattr(storage, "budget_lock", flaky_lock)
-    spec = studyfile.load_study(write_study(tmp_path, "unlocked", trials=1, epochs=1))
+    # The trial not run was the study file's enqueued point: it is queued again, not lost.
+    point = {"lr": 2.0e-3}
+    spec = studyfile.load_study(
+        write_study(tmp_path, "unlocked", trials=1, epochs=1, enqueue=[point])
+    )
     url = sqlite_url(tmp_path)
     summary = workers.work(spec, url, worker="w", data_dir=trec_dir)
     assert summary.reason == "budget spent" and summary.trials_run == 2
@@ -144,7 +149,7 @@ def test_worker_does_not_run_a_trial_created_after_its_lock_was_lost(
     assert study is not None
     failed, complete = study.get_trials()
     assert failed.state == TrialState.FAIL and "worker" not in failed.user_attrs
-    assert complete.state == TrialState.COMPLETE
+    assert complete.state == TrialState.COMPLETE and complete.params == point
 
 
 def test_db_retry_seconds_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,3 +218,103 @@ def test_worker_whose_every_trial_fails_stops_with_an_error(
     assert "stopped after 3 failed trials" in result.output
     study = load(url, "broken")
     assert study is not None and states(study) == {"FAIL": 3}
+
+
+# --- interrupted trials queued again ---------------------------------------------------------
+
+
+def test_an_interrupted_enqueued_point_runs_again_once_when_the_study_resumes(
+    tmp_path: Path, trec_dir: Path, monkeypatch: pytest.MonkeyPatch, short_heartbeats: None
+) -> None:
+    # The study file's enqueued points (known-good configurations) stayed FAIL after Ctrl-C
+    # and were never queued again: the resumed study drew new points instead.
+    point = {"lr": 2.0e-3}
+    spec = studyfile.load_study(
+        write_study(tmp_path, "stopped", trials=2, epochs=5, enqueue=[point])
+    )
+    url = sqlite_url(tmp_path)
+    stop = threading.Event()
+    real = objective.train_from_config
+
+    def signalled(*args: Any, **kwargs: Any) -> Any:
+        stop.set()  # a stop signal came while the enqueued point trained
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective, "train_from_config", signalled)
+    with pytest.raises(KeyboardInterrupt):
+        workers.work(spec, url, worker="w", data_dir=trec_dir, stop=stop)
+    monkeypatch.setattr(objective, "train_from_config", real)
+    study = load(url, "stopped")
+    assert study is not None
+    (stopped,) = study.get_trials()
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["interrupted"] is True
+    # Resumed twice before the copy ran (Ctrl-C again at once): still one copy.
+    search.open_study(spec, url, heartbeat=False)
+    search.open_study(spec, url, heartbeat=False)
+    summary = workers.work(spec, url, worker="w", data_dir=trec_dir)
+    assert summary.reason == "budget spent"
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].params == point and trials[1].user_attrs["enqueued"] is True
+    assert trials[2].params != point  # the sampler's draw, not a second copy
+
+
+def test_two_resumes_at_once_queue_an_interrupted_point_once(tmp_path: Path) -> None:
+    # Two launchers resuming the same study together: the budget lock orders them, and the
+    # second sees the copy the first queued.
+    spec = studyfile.load_study(write_study(tmp_path, "twice", trials=2, epochs=1))
+    url = sqlite_url(tmp_path)
+    study = search.open_study(spec, url, heartbeat=False)
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.FAIL,
+            params={"lr": 3.0e-3},
+            distributions={"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)},
+            user_attrs={"interrupted": True, "worker": "w"},
+        )
+    )
+    threads = [
+        threading.Thread(target=search.open_study, args=(spec, url), kwargs={"heartbeat": False})
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"lr": 3.0e-3}]
+    assert waiting[0].user_attrs == {}  # the dead run's worker is not carried over
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_retried_by_its_heartbeat_is_not_queued_again(tmp_path: Path) -> None:
+    # `run` marks the trials of its dead workers interrupted; another worker's heartbeat
+    # check may have retried the same trial a moment before.
+    spec = studyfile.load_study(write_study(tmp_path, "retried", trials=2, epochs=1))
+    url = sqlite_url(tmp_path)
+    study = search.open_study(spec, url, heartbeat=False)
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.FAIL,
+            user_attrs={"interrupted": True},
+            system_attrs={"fixed_params": {"lr": 3.0e-3}},
+        )
+    )
+    storage.RetryStaleTrial()(study, study.trials[0])
+    search.open_study(spec, url, heartbeat=False)
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+
+
+def test_trials_of_workers_run_stopped_are_queued_again(tmp_path: Path) -> None:
+    # `run` fails the RUNNING trials of the workers it had to kill on a stop: their points
+    # are interrupted like any other, not crashes of the search space.
+    spec = studyfile.load_study(write_study(tmp_path, "orphaned", trials=2, epochs=1))
+    url = sqlite_url(tmp_path)
+    study = search.open_study(spec, url, heartbeat=False)
+    orphan = study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)})
+    orphan.set_user_attr("worker", "w1")
+    assert launcher.fail_orphans(study, ["w1"]) == 1
+    assert workers._crashed(study) == 0
+    search.open_study(spec, url, heartbeat=False)
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert waiting.system_attrs["fixed_params"] == orphan.params

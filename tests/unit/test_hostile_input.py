@@ -3,13 +3,18 @@ what is allowed, exit status 2, and nothing written to the database."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
 import pytest
+from typer.testing import Result
 
-from hpsearch import search, storage
+from hpsearch import files, search, storage
 from hpsearch import study as studyfile
 from tests.helpers.hostile_input import (
     BASE,
@@ -97,6 +102,22 @@ SPEC_CASES = {
         edit("seed: 0}", "seed: 4294967296}"),
         ["study.yaml: sampler.seed: must be in [0, 2**32 - 1] or null, got 4294967296"],
     ),
+    # An OverflowError traceback: the step count was infinite and could not be rounded.
+    "step too fine": (
+        edit("log: true}", "step: 1.0e-320}"),
+        ["study.yaml: space.lr.step: 1e-320 divides [0.001, 0.01] into over 1e+09 steps"],
+    ),
+    "infinite step": (
+        edit("log: true}", "step: .inf}"),
+        ["study.yaml: space.lr.step: must be a finite number > 0, got inf"],
+    ),
+    "infinite timeout": (
+        edit("epochs: 1}", "epochs: 1, timeout: .inf}"),
+        [
+            "study.yaml: budget.timeout: must be a finite number of seconds > 0, "
+            "at most 31622400 (366 days), got inf"
+        ],
+    ),
     "grid over a continuous range": (
         edit("name: random", "name: grid"),
         ["study.yaml: space.lr: grid needs choices or step for lr"],
@@ -117,7 +138,10 @@ def test_malformed_study_file(workdir: Path, text: str, expected: list[str]) -> 
     ("option", "value", "expected"),
     [
         ("--trials", "0", "--trials: must be in [1, 1000000], got 0"),
-        ("--timeout", "-5", "--timeout: must be seconds > 0 and at most 31622400"),
+        ("--timeout", "-5", "--timeout: must be a finite number of seconds > 0, at most 31622400"),
+        # "must be > 0 seconds, got inf": infinity is > 0; what is wrong is that it is not finite.
+        ("--timeout", "inf", "--timeout: must be a finite number of seconds > 0, at most"),
+        ("--timeout", "nan", "--timeout: must be a finite number of seconds > 0, at most"),
         ("--workers", "0", "--workers: must be >= 1, got 0"),
     ],
 )
@@ -283,3 +307,50 @@ def test_existing_study_with_a_different_spec(workdir: Path) -> None:
     study = optuna.load_study(study_name="bad", storage=storage.open_storage(url, heartbeat=False))
     assert study.user_attrs[search.SPEC_ATTR] == original.to_dict()
     assert study.get_trials() == []
+
+
+# --- a path that is no regular file --------------------------------------------------------
+
+
+@pytest.fixture
+def fifo(workdir: Path) -> Iterator[Path]:
+    """A FIFO with no writer: opening it to read would wait for one for ever. A thread opens
+    it for writing after the test, so that a reader stuck in open() comes back."""
+    path = workdir / "fifo.yaml"
+    os.mkfifo(path)
+    yield path
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def _within(seconds: float, call: Callable[[], Result]) -> Result:
+    """``call``'s result, failing (not hanging) if it blocks longer than ``seconds``."""
+    results: list[Result] = []
+    thread = threading.Thread(target=lambda: results.append(call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert results, f"still blocked after {seconds} s"
+    return results[0]
+
+
+@pytest.mark.parametrize("kind", ["directory", "FIFO", "character device"])
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_a_path_that_is_no_regular_file_says_so(
+    workdir: Path, fifo: Path, kind: str, command: str
+) -> None:
+    # A study file that was a directory, a FIFO or /dev/zero was "study file not found";
+    # --config on a FIFO waited for a writer for ever, and on /dev/zero read it for ever.
+    path = {"directory": workdir, "FIFO": fifo, "character device": Path("/dev/null")}[kind]
+    option = "--study" if command == "run" else "--config"
+    extra = ["--storage", SQLITE] if command == "run" else []
+    line = one_line_error(_within(30, lambda: invoke(command, option, path, *extra)))
+    assert line.startswith(f"error: {path}: a {kind}, not a regular file; expected a YAML")
+    no_database(workdir)
+
+
+def test_an_oversized_study_file_is_refused_unread(workdir: Path) -> None:
+    path = workdir / "big.yaml"
+    with path.open("wb") as handle:  # sparse: no disk used
+        handle.truncate(files.MAX_INPUT_BYTES + 1)
+    line = one_line_error(invoke("run", "-s", path, "--storage", SQLITE))
+    assert line == f"error: {path}: larger than 16 MB; expected a YAML or JSON study file"

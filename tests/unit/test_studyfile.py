@@ -414,7 +414,8 @@ def test_trials_past_the_bound_read_the_same_in_both_spellings(tmp_path: Path) -
 def test_a_timeout_past_a_year_is_refused(tmp_path: Path) -> None:
     data = {**STUDY, "budget": {"timeout": 1e10}}
     assert one_line(tmp_path, data) == (
-        "budget.timeout: must be seconds > 0 and at most 31622400 (366 days), got 10000000000.0"
+        "budget.timeout: must be a finite number of seconds > 0, at most 31622400 (366 days), "
+        "got 10000000000.0"
     )
 
 

@@ -188,3 +188,18 @@ def test_another_programs_study_in_a_sqlite_file_is_refused_untouched(tmp_path: 
     assert [p.name for p in tmp_path.iterdir()] == ["foreign.db"]
     with sqlite3.connect(f"{foreign.as_uri()}?mode=ro", uri=True) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+def test_a_name_differing_only_by_case_from_a_study_is_refused(tmp_path: Path) -> None:
+    # Two studies on SQLite and PostgreSQL, one on MySQL/MariaDB: refused everywhere, so that
+    # a study is the same study on every database.
+    url = f"sqlite:///{tmp_path}/c.db"
+    open_study(dataclasses.replace(_ranged(True), name="Cased"), url, heartbeat=False)
+    with pytest.raises(StudyError) as exc:
+        open_study(dataclasses.replace(_ranged(True), name="cased"), url, heartbeat=False)
+    assert str(exc.value) == (
+        f"study 'cased': {url} has a study 'Cased'; study names that differ only by case are "
+        "refused on every database (MySQL cannot tell them apart). Use 'Cased' to resume it, "
+        "or another name"
+    )
+    assert optuna.get_all_study_names(url) == ["Cased"]  # nothing written
