@@ -84,8 +84,9 @@ def estimate_eta(
     workers. The spread is that of a sum of the trials left, each as uncertain as the durations
     vary, plus the mean's own uncertainty. A few durations say little about the rest (the first
     trials may all run in full, later ones be pruned early), so the durations are taken to vary
-    by at least mean / sqrt(n): with one, by as much as it lasted. As the running trials age
-    the ETA counts down; when a trial ends it moves by about the spread it showed.
+    by at least their mean over the first four trials, and by 2 mean / sqrt(n) after. As the
+    running trials age the ETA counts down; when a trial ends it moves within the spread it
+    showed.
     """
     if not durations:
         return None
@@ -93,7 +94,7 @@ def estimate_eta(
         return Eta(0.0, 0.0, len(durations))
     n = len(durations)
     mean = statistics.fmean(durations)
-    sd = max(statistics.stdev(durations) if n >= 2 else 0.0, mean / math.sqrt(n))
+    sd = max(statistics.stdev(durations) if n >= 2 else 0.0, mean * min(1.0, 2 / math.sqrt(n)))
     started = list(running_ages)[:left]
     work = sum(max(mean - age, 0.0) for age in started) + (left - len(started)) * mean
     share = max(1, min(workers, left))
