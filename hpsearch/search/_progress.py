@@ -162,12 +162,13 @@ class Tracker:
         """The trials finished since the last poll; read only when the counts moved."""
         if counts.done + counts.failed == self._finished_count:
             return []
-        self._finished_count = counts.done + counts.failed
+        # Every read before any change: a database lost midway leaves the next poll to retry.
         trials = self.study.get_trials(deepcopy=False, states=FINISHED)
         new = sorted((t for t in trials if t.number not in self._seen), key=_finish_time)
-        self._seen.update(t.number for t in new)
         if any(t.state == TrialState.COMPLETE for t in new):
             self._best = best_trial(self.study)
+        self._finished_count = counts.done + counts.failed
+        self._seen.update(t.number for t in new)
         for t in new:
             if t.state != TrialState.FAIL and t.duration is not None:
                 self._durations.append(t.duration.total_seconds())

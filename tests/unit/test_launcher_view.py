@@ -171,3 +171,30 @@ def test_the_log_view_says_where_it_stands_when_no_trial_ends_for_a_minute() -> 
         "[1:02] finished 5/24",
     ]
     assert all(len(line) > 40 for line in lines[:2])  # never wrapped at the console's width
+
+
+# --- what the launcher reads at each refresh ---------------------------------------------------
+
+
+def test_the_tracker_reports_each_trial_finished_in_this_run_once() -> None:
+    import optuna
+
+    from hpsearch.search._progress import Tracker
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5))  # before this run
+    tracker = Tracker(study, budget=4, epochs=10, started=0.0, short_names={"host-1-w1": "w1"})
+    running = study.ask({"lr": FloatDistribution(1e-4, 1e-2, log=True)})
+    running.set_user_attr("worker", "host-1-w1")
+    running.report(0.61, step=1)
+    running.report(0.64, step=2)
+    first = tracker.poll(workers_alive=1)
+    assert first.finished == [] and first.eta is None and first.best.value == 0.5  # type: ignore[union-attr]
+    assert [(r.number, r.worker, r.epoch, r.value) for r in first.running] == [(1, "w1", 2, 0.64)]
+    study.tell(running, state=TrialState.PRUNED)
+    second = tracker.poll(workers_alive=1)
+    assert [(t.number, t.state, t.value, t.epochs) for t in second.finished] == [
+        (1, "pruned", 0.64, 2)
+    ]
+    assert second.running == [] and second.eta is not None
+    assert tracker.poll(workers_alive=1).finished == []
