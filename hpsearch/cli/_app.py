@@ -163,22 +163,20 @@ def run_cmd(
     """
     try:  # the imports too: torch takes seconds to import, and Ctrl-C may come meanwhile
         from hpsearch import search
-        from hpsearch.cli._views import RunConsoleView, summary_table
+        from hpsearch.cli._views import run_view, show_result
 
         spec, url = search.prepare(
             study, studies_dir=studies_dir, trials=trials, timeout=timeout,
             storage=storage, data_dir=data_dir,
         )  # fmt: skip
-        view = RunConsoleView(err_console)
+        view = run_view(err_console)
         result = search.run_study(
             spec, url, workers=workers, view=view, data_dir=data_dir, force=force
         )
     except KeyboardInterrupt:  # Ctrl-C before the workers start (later, run_study has it)
         err_console.print("interrupted before the workers started")
         raise typer.Exit(130) from None
-    err_console.print(summary_table(spec.name, result.top, complete=result.counts.complete))
-    for line in result.failures:
-        err_console.print(Text(line, style="red"), highlight=False, soft_wrap=True)
+    show_result(err_console, result)
     if result.interrupted:
         raise typer.Exit(130)
     if not result.ok:
@@ -446,7 +444,10 @@ def dashboard_cmd(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C while typer builds the commands, before its own handler
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,6 +42,21 @@ app = typer.Typer(
 
 state = {"debug": False}
 
+
+def _flags_without_a_type() -> None:
+    """Show a flag as ``--debug``, not ``--debug <bool>``: typer's help gives every option the
+    type of its value, and a flag (``--help`` too) takes none."""
+    option = typer.core.TyperOption
+    show_type = option.display_type_rich
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else show_type(self, ctx)
+
+    option.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -3,77 +3,213 @@ table, and the epochs of ``hpsearch train``."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from hpsearch.config import TrainConfig
-from hpsearch.results import format_clock, format_params
-from hpsearch.search import Progress, best_trial
+from hpsearch.results import format_clock, format_params, format_value
+from hpsearch.search import Eta, FinishedTrial, Progress, RunResult
 
 if TYPE_CHECKING:
     from hpsearch.training import Dataset, EpochStats, TrainResult
 
 
-def status(progress: Progress) -> Group:
-    """One screen: trial counts, best so far, elapsed and ETA."""
-    counts, budget = progress.counts, progress.budget
-    elapsed = time.time() - progress.started
-    eta = "-"
-    if 0 < counts.done < budget:
-        eta = format_clock(elapsed / counts.done * (budget - counts.done))
-    elif counts.done >= budget:
-        eta = "0:00"
-    head = Text.assemble(
-        (f"{progress.study.study_name} ", "bold"),
-        f"finished {counts.done}/{budget}  ",
-        (f"complete {counts.complete}  ", "green"),
-        (f"pruned {counts.pruned}  ", "yellow"),
-        (f"failed {counts.failed}  ", "red"),
-        f"running {counts.running}  workers {progress.workers_alive}  ",
-        f"elapsed {format_clock(elapsed)}  ETA {eta}",
+# A log that no trial has ended in for this long (seconds) says where the search stands.
+LOG_EVERY = 60.0
+
+
+def eta_text(eta: Eta | None) -> str:
+    """``ETA 12:30 ± 2:05``: from the first finished trial on, with its uncertainty."""
+    if eta is None:
+        return "ETA after the first trial"
+    if eta.capped:
+        return f"ETA {format_clock(eta.seconds)} (time budget)"
+    return f"ETA {format_clock(eta.seconds)} ± {format_clock(eta.spread)}"
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def best_text(best: FrozenTrial | None) -> str:
+    if best is None or best.value is None:
+        return "best -"
+    return f"best {best.value:.4f} (trial {best.number})"
+
+
+def counts_text(p: Progress) -> str:
+    c = p.counts
+    return (
+        f"finished {c.done}/{p.budget}  complete {c.complete}  pruned {c.pruned}  "
+        f"failed {c.failed}  running {c.running}"
     )
-    best = best_trial(progress.study)
-    line = (
-        Text(f"best valid acc {best.value:.4f} (trial {best.number}): {format_params(best.params)}")
-        if best is not None and best.value is not None
-        else Text("best: no complete trial yet", style="dim")
+
+
+def trial_line(t: FinishedTrial, p: Progress) -> str:
+    """One finished trial, as a log line: state, score, epochs, seconds, best so far,
+    progress and ETA."""
+    parts = [
+        f"[{format_clock(p.elapsed)}] trial {t.number} {t.state}",
+        f"valid acc {_score(t.value)}",
+        f"epochs {t.epochs}/{p.epochs}",
+        f"{t.seconds:.1f} s",
+        best_text(p.best),
+        f"finished {p.counts.done}/{p.budget}",
+        eta_text(p.eta),
+    ]
+    if t.error:
+        parts.append(f"error: {t.error}")
+    return "  ".join(parts)
+
+
+def status_line(p: Progress) -> str:
+    """Where the search stands, as a log line: counts, best, ETA and each running trial."""
+    line = f"[{format_clock(p.elapsed)}] {counts_text(p)}  {best_text(p.best)}"
+    if p.workers_alive:  # once they have all stopped, there is no time left to tell
+        line += f"  {eta_text(p.eta)}"
+    running = ", ".join(
+        f"trial {r.number} epoch {r.epoch}/{p.epochs} {_score(r.value)}" for r in p.running
     )
-    return Group(head, line)
+    return f"{line}  ({running})" if running else line
+
+
+def short_params(params: Mapping[str, Any]) -> str:
+    """``lr=0.000873 dropout=0.0149``: 3 significant digits, for a table cell."""
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={format_value(v)}"
+        for k, v in params.items()
+    )
+
+
+def live_view(p: Progress) -> Group:
+    """One screen: elapsed and ETA, the counts, the best trial, and a row per running trial."""
+    c = p.counts
+    head = Text.assemble((p.study_name, "bold"), f"  elapsed {format_clock(p.elapsed)}  ")
+    if p.workers_alive:
+        head.append(eta_text(p.eta), style="bold")
+    counts = Text.assemble(
+        f"finished {c.done}/{p.budget}  ",
+        (f"complete {c.complete}", "green"), "  ",
+        (f"pruned {c.pruned}", "yellow"), "  ",
+        (f"failed {c.failed}", "red"),
+        f"  running {c.running}  workers {p.workers_alive}",
+    )  # fmt: skip
+    best = Text(best_text(p.best))
+    if p.best is not None:
+        best.append(f"  {short_params(p.best.params)}", style="dim")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("trial", justify="right")
+    table.add_column("worker")
+    table.add_column("epoch", justify="right")
+    table.add_column("valid acc", justify="right")
+    table.add_column("params", no_wrap=True, overflow="ellipsis")
+    for r in p.running:
+        epoch = f"{r.epoch}/{p.epochs}" if r.epoch else f"-/{p.epochs}"
+        table.add_row(str(r.number), r.worker, epoch, _score(r.value), short_params(r.params))
+    parts: list[Any] = [head, counts, best]
+    if p.running:
+        parts.append(table)
+    return Group(*parts)
+
+
+def _plain(console: Console, text: str) -> None:
+    """A line as it is: no markup, no highlighting, never wrapped (a log is read by tools)."""
+    console.print(Text(text), highlight=False, soft_wrap=True)
 
 
 class RunConsoleView:
-    """``hpsearch run`` on a console: notes and worker lines as they come, and a live status."""
+    """``hpsearch run`` in a terminal: notes, worker lines and finished trials scroll by above
+    a live view redrawn once a second (a pseudo-terminal that nobody watches, as
+    ``docker run -t`` gives, logs every redraw)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.live: Live | None = None
 
     def note(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        _plain(self.console, text)
 
     def worker_line(self, worker: str, line: str) -> None:
         text = Text.assemble((worker, "dim"), " ", line.removeprefix(worker + ": "))
         self.console.print(text, highlight=False, soft_wrap=True)
 
     def progress(self, progress: Progress) -> None:
+        for trial in progress.finished:
+            _plain(self.console, trial_line(trial, progress))
         if self.live is None:
-            self.live = Live(console=self.console, refresh_per_second=4, transient=False)
+            # Redrawn when the launcher polls (once a second), never by a timer of its own.
+            self.live = Live(console=self.console, auto_refresh=False, transient=False)
             self.live.start()
-        self.live.update(status(progress))
+        self.live.update(live_view(progress), refresh=True)
 
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
             self.live = None
             end_live(self.console)
+
+
+class RunLogView:
+    """``hpsearch run`` into a pipe or a file (``| tee``, CI, ``docker compose logs``): plain
+    lines only, one per finished trial, and where the search stands when no trial has ended
+    for a while and at the end."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.last: Progress | None = None
+        self.said_at = 0.0  # elapsed seconds at the last line about the trials
+
+    def note(self, text: str) -> None:
+        _plain(self.console, text)
+
+    def worker_line(self, worker: str, line: str) -> None:
+        _plain(self.console, f"{worker} {line.removeprefix(worker + ': ')}")
+
+    def progress(self, progress: Progress) -> None:
+        self.last = progress
+        for trial in progress.finished:
+            _plain(self.console, trial_line(trial, progress))
+            self.said_at = progress.elapsed
+        if progress.elapsed - self.said_at >= LOG_EVERY:
+            _plain(self.console, status_line(progress))
+            self.said_at = progress.elapsed
+
+    def close(self) -> None:
+        if self.last is not None:
+            _plain(self.console, status_line(self.last))
+
+
+def run_view(console: Console) -> RunConsoleView | RunLogView:
+    """The live view in a terminal, plain log lines anywhere else."""
+    return RunConsoleView(console) if console.is_terminal else RunLogView(console)
+
+
+def show_result(console: Console, result: RunResult) -> None:
+    """The best complete trials (none: no table), then any worker that failed."""
+    if result.top:
+        print_wide(
+            console, summary_table(result.study_name, result.top, complete=result.counts.complete)
+        )
+    for line in result.failures:
+        console.print(Text(line, style="red"), highlight=False, soft_wrap=True)
+
+
+def print_wide(console: Console, table: Table) -> None:
+    """A table in a terminal as it fits; in a pipe or a file at its natural width: rich would
+    squeeze it into 80 columns, the width it assumes without a terminal, and wrap every cell."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(1000)).maximum
+    Console(file=console.file, width=max(console.width, natural)).print(table)
 
 
 def summary_table(study_name: str, top: Sequence[FrozenTrial], *, complete: int) -> Table:
@@ -123,7 +259,7 @@ class TrainView:
                 "words",
                 markup=False,
             )
-        self.live = Live(self.table, console=self.console, refresh_per_second=4)
+        self.live = Live(self.table, console=self.console, refresh_per_second=1)
         self.live.start()
 
     def epoch(self, s: EpochStats) -> None:

@@ -36,6 +36,9 @@ STATE_STYLE: dict[TrialState, tuple[str, Any]] = {  # state -> (colour, line sty
     TrialState.FAIL: ("#d62728", ":"),
     TrialState.RUNNING: ("#7f7f7f", ":"),
 }
+# Optuna colours parallel coordinates by Blues, whose low end is near-white: the worst trial
+# vanished on the white background. The same blues from this point of the scale on instead.
+PARALLEL_FROM = 0.35
 FIGURES = {  # file stem -> title
     "history": "Optimization history (complete trials)",
     "importances": "Parameter importances (PED-ANOVA, complete and pruned trials)",
@@ -123,10 +126,48 @@ def png_optuna(data: StudyData, stem: str, function: str, kwargs: dict[str, Any]
     for loc in ("left", "right"):
         ax.set_title("", loc=loc)
     ax.set_title(f"{data.name}: {FIGURES[stem]}", pad=14)
+    if stem == "parallel":
+        _visible_blues(ax)
     if stem == "importances":
         # Room for the value labels, placed by Optuna before the layout widened the axes.
         ax.set_xlim(right=ax.get_xlim()[1] * 1.08)
     return ax.figure
+
+
+def _visible_blues(ax: Any) -> None:
+    """Recolour Optuna's parallel-coordinate lines (and their colour bar) with blues that
+    stay visible on white, in the direction Optuna chose."""
+    import matplotlib
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import ListedColormap
+
+    blues = matplotlib.colormaps["Blues"](np.linspace(PARALLEL_FROM, 1.0, 256))
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection) and collection.get_array() is not None:
+            reverse = collection.get_cmap().name.endswith("_r")
+            collection.set_cmap(ListedColormap(blues[::-1] if reverse else blues))
+
+
+def _visible_blues_html(figure: Any) -> None:
+    """Recolour Optuna's parallel coordinates in plotly, where each trial is a line of its
+    own: its colour is taken again from the visible blues at the same point of the scale (its
+    first coordinate, the objective normalised to [0, 1], as Optuna coloured it), and the
+    colour bar (a marker trace) gets the same scale."""
+    import plotly.colors
+
+    def blue(at: float) -> str:
+        at = min(max(at, 0.0), 1.0)
+        return str(
+            plotly.colors.sample_colorscale("Blues", PARALLEL_FROM + (1 - PARALLEL_FROM) * at)[0]
+        )
+
+    bars = [t for t in figure.data if t.type == "scatter" and t.marker.showscale]
+    reverse = any(t.marker.reversescale for t in bars)
+    for trace in figure.data:
+        if trace.type == "scatter" and trace.mode == "lines" and trace.y and trace.y[0] is not None:
+            trace.line.color = blue(1.0 - trace.y[0] if reverse else trace.y[0])
+    for trace in bars:
+        trace.marker.colorscale = [[i / 8, blue(i / 8)] for i in range(9)]
 
 
 def png_pairs(data: StudyData) -> Figure:
@@ -318,6 +359,8 @@ def html_figures(data: StudyData) -> dict[str, Any]:
         stem: getattr(ov, function)(_source(data, stem), target_name=METRIC, **kwargs)
         for stem, (function, kwargs) in _optuna_figures(data).items()
     }
+    if "parallel" in figures:
+        _visible_blues_html(figures["parallel"])
     if data.pair_axes:
         figures["pairs"] = html_pairs(data)
     figures["curves"] = html_curves(data)

@@ -2,7 +2,6 @@
 that pull trials until the global budget is spent, and the launcher of ``hpsearch run``."""
 
 from hpsearch.search._launcher import (
-    Progress,
     RunResult,
     RunView,
     available_cores,
@@ -20,20 +19,25 @@ from hpsearch.search._lifecycle import (
     stored_name,
 )
 from hpsearch.search._preflight import check_inputs
+from hpsearch.search._progress import Eta, FinishedTrial, Progress, RunningTrial, estimate_eta
 from hpsearch.search._worker import configure_logging, run_worker, work
 
 __all__ = [
     "SPEC_ATTR",
     "Counts",
+    "Eta",
+    "FinishedTrial",
     "Progress",
     "RunResult",
     "RunView",
+    "RunningTrial",
     "available_cores",
     "best_trial",
     "best_trials",
     "check_inputs",
     "configure_logging",
     "count_trials",
+    "estimate_eta",
     "open_study",
     "prepare",
     "run_study",

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ from hpsearch.search._lifecycle import (
 )
 from hpsearch.search._preflight import check_inputs
 from hpsearch.search._process import WorkerOrder, start
+from hpsearch.search._progress import Progress, Tracker
 from hpsearch.search._worker import DB_DOWN, db_retry_seconds, handle_stop_signals
 from hpsearch.study import StudySpec, load_study
 from hpsearch.training import ensure_data
@@ -223,17 +224,6 @@ class RunResult:
         return not self.interrupted and all(code == 0 for code in self.exit_codes)
 
 
-@dataclass
-class Progress:
-    """What the live view shows at each refresh."""
-
-    study: optuna.Study
-    counts: Counts
-    budget: int
-    started: float
-    workers_alive: int
-
-
 class RunView(Protocol):
     """How ``run_study`` shows a run (the CLI's is a rich live view)."""
 
@@ -326,8 +316,12 @@ def run_study(
             gpus=gpus, on_line=view.worker_line,
         )  # fmt: skip
         stopper.launch = launch
+        tracker = Tracker(
+            study, budget=spec.trials, epochs=spec.epochs, started=started, deadline=deadline,
+            short_names={name: name.rpartition("-")[2] for name in launch.names},
+        )  # fmt: skip
         try:
-            _watch(study, spec, launch, stopper.event, view, started=started, refresh=refresh)
+            _watch(tracker, launch, stopper.event, view, refresh=refresh)
         finally:
             stop_workers(launch)
             view.close()
@@ -357,13 +351,11 @@ def _workers_to_start(
 
 
 def _watch(
-    study: optuna.Study,
-    spec: StudySpec,
+    tracker: Tracker,
     launch: Launch,
     interrupted: threading.Event,
     view: RunView,
     *,
-    started: float,
     refresh: float,
 ) -> None:
     """Show progress until every worker has exited or a stop signal came."""
@@ -373,8 +365,11 @@ def _watch(
         # The database may be away for a while: the workers retry (and report it), and the
         # view catches up afterwards.
         with contextlib.suppress(*DB_DOWN):
-            counts = count_trials(study)
-            view.progress(Progress(study, counts, spec.trials, started, alive))
+            progress = tracker.poll(alive)
+            if interrupted.is_set():  # the trials the stop failed: each worker says so once
+                finished = [t for t in progress.finished if t.state != "failed"]
+                progress = replace(progress, finished=finished)
+            view.progress(progress)
         return alive
 
     while show() and not interrupted.wait(refresh):

@@ -160,7 +160,21 @@ def stop_on_signals() -> threading.Event:
 
     sys.unraisablehook = on_unraisable
     handle_stop_signals(on_signal)
+    _quiet_optuna_once(stop)
     return stop
+
+
+def _quiet_optuna_once(stop: threading.Event) -> None:
+    """Once stopping, Optuna's warnings go unsaid: it would log two for the interrupted trial
+    ("Trial 3 failed with parameters ... KeyboardInterrupt()", "... failed with value None"),
+    where the worker's own line already says it was interrupted; the trial is FAIL all the
+    same."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not stop.is_set()
+
+    for handler in logging.getLogger("optuna").handlers:
+        handler.addFilter(keep)
 
 
 def handle_stop_signals(handler: Any) -> dict[int, Any]:
@@ -388,7 +402,8 @@ def run_worker(
     except KeyboardInterrupt:
         report(f"{name}: interrupted")
         return 130
-    report(f"{name}: {summary.trials_run} trials run; {summary.reason}")
+    trials = "1 trial" if summary.trials_run == 1 else f"{summary.trials_run} trials"
+    report(f"{name}: {trials} run; {summary.reason}")
     return 0 if summary.ok else 1
 
 

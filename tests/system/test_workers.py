@@ -73,7 +73,7 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 150) -> str:
 
 
 def _trials_run(err: str) -> int:
-    match = re.search(r": (\d+) trials run; budget spent", err)
+    match = re.search(r": (\d+) trials? run; budget spent", err)
     assert match, err
     return int(match[1])
 

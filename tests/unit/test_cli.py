@@ -43,6 +43,14 @@ def test_every_command_has_help_with_an_example(cli: CliRunner, command: str) ->
     assert f"hpsearch {command}" in result.output
 
 
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_shows_flags_without_a_value_type(cli: CliRunner, command: str | None) -> None:
+    # Typer's help gave every flag a type, as if it took a value: `--debug <bool>`.
+    result = _invoke(cli, *([command] if command else []), "--help")
+    assert "<bool>" not in result.output
+    assert "--help " in result.output
+
+
 def test_top_level_help_shows_an_example(cli: CliRunner) -> None:
     result = _invoke(cli, "--help")
     assert result.exit_code == 0

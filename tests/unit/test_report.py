@@ -366,3 +366,32 @@ def test_compare_reads_every_best_config_before_retraining(
     with pytest.raises(StudyError, match="study 'b': trial 0 has no recorded config"):
         report.compare(["a", "b"], url, seeds=1)
     assert retrained == []  # study a was not retrained first
+
+
+def _luminance(rgb: tuple[float, float, float]) -> float:
+    red, green, blue = rgb
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def test_no_parallel_coordinate_line_is_near_white(url: str) -> None:
+    # The worst trial was drawn in Blues' near-white end, invisible on the white background.
+    import matplotlib.pyplot as plt
+    import plotly.colors
+    from matplotlib.collections import LineCollection
+
+    from hpsearch.results import _figures as figures
+
+    make_study(url, "synthetic", 30)
+    data = study_data.load("synthetic", url)
+    figure = figures.png_optuna(data, "parallel", "plot_parallel_coordinate", {})
+    lines = [c for ax in figure.axes for c in ax.collections if isinstance(c, LineCollection)]
+    colours = [rgba[:3] for c in lines if c.get_array() is not None for rgba in c.get_colors()]
+    plt.close(figure)
+    assert colours and max(_luminance(c) for c in colours) < 0.8
+    traces = figures.html_figures(data)["parallel"].data
+    colours = [t.line.color for t in traces if t.mode == "lines"]
+    scales = [t.marker.colorscale for t in traces if t.marker.showscale]
+    colours += [colour for scale in scales for _, colour in scale]
+    assert len(colours) > 9 + 10 and len(scales) == 1
+    rgbs = [plotly.colors.unlabel_rgb(c) for c in colours]
+    assert max(_luminance(tuple(v / 255 for v in rgb)) for rgb in rgbs) < 0.8

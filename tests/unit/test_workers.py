@@ -203,3 +203,25 @@ def test_a_name_differing_only_by_case_from_a_study_is_refused(tmp_path: Path) -
         "or another name"
     )
     assert optuna.get_all_study_names(url) == ["Cased"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("run", "words"), [(0, "0 trials run"), (1, "1 trial run"), (2, "2 trials run")]
+)
+def test_a_workers_closing_line_counts_its_trials_in_words(
+    monkeypatch: pytest.MonkeyPatch, run: int, words: str
+) -> None:
+    import threading
+
+    from hpsearch.search import _worker as worker
+
+    summary = worker.WorkerSummary("w1", trials_run=run, reason="budget spent")
+    monkeypatch.setattr(worker, "stop_on_signals", threading.Event)
+    monkeypatch.setattr(worker, "work", lambda *a, **k: summary)
+    lines: list[str] = []
+    spec: Any = None
+    code = worker.run_worker(
+        spec, "sqlite://", name="w1", threads=1, data_dir=None, deadline=None, seed_offset=0,
+        report=lines.append,
+    )  # fmt: skip
+    assert (code, lines) == (0, [f"w1: {words}; budget spent"])
