@@ -32,6 +32,7 @@ from sqlalchemy.engine import make_url
 
 from hpsearch import settings, storage
 from hpsearch.search import _worker as workers
+from tests.helpers import netns
 from tests.helpers.faults import GRACE, HEARTBEAT, load, sqlite_url, states, write_study
 
 T = TypeVar("T")
@@ -585,3 +586,74 @@ def test_diverged_trial_fails_with_its_reason_and_the_worker_goes_on(
     assert second.state == TrialState.COMPLETE and second.params == {"lr": 1.0e-2}
     err = procs.err("w")
     assert "Traceback" not in err and re.search(r"loss became (nan|-?inf)", err)
+
+
+# --- a worker on another machine, cut off by the network -------------------------------------
+
+PARTITION = 90.0  # seconds
+
+
+@pytest.fixture
+def far_host() -> Iterator[netns.Host]:
+    """A worker machine in its own network namespace (root and ``ip netns`` needed)."""
+    reason = netns.unavailable()
+    if reason is not None:
+        pytest.skip(f"no network namespace for a second worker host: {reason}")
+    with netns.host() as made:
+        yield made
+
+
+@pytest.mark.postgres
+def test_a_partitioned_worker_is_replaced_and_rejoins(
+    procs: Cli, tmp_path: Path, postgres_url: str, far_host: netns.Host
+) -> None:
+    parsed = make_url(postgres_url)
+    # Its connections cross a slow (0.1 s each way), lossy (10%) link to the database host.
+    link = netns.Forwarder(far_host.gateway, (parsed.host or "127.0.0.1", parsed.port or 5432), 0.1)
+    far_host.drop(0.1)
+    beats = {settings.HEARTBEAT_INTERVAL: "2", settings.GRACE_PERIOD: "10"}  # > a slow beat
+    try:
+        with pg_study(postgres_url) as name:
+            far_url = parsed.set(host=far_host.gateway, port=link.port)
+            path = write_study(tmp_path, name, trials=3, epochs=40)
+            argv = [sys.executable, "-m", "hpsearch", "worker", "-s", str(path), "--worker-id"]
+            with (tmp_path / "far.err").open("wb") as err:
+                far = subprocess.Popen(
+                    [*far_host.prefix, *argv, "far", "--storage", far_url.render_as_string(False)],
+                    stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path, start_new_session=True,
+                    env=procs.env | beats | {settings.DB_RETRY_SECONDS: str(PARTITION + 60)},
+                )  # fmt: skip
+            procs.started.append(far)
+            study = wait_study(postgres_url, name, far)
+            cut_off = wait_for(
+                lambda: [t for t in running(study) if t.user_attrs["worker"] == "far"],
+                "the far worker's trial",
+                watch=(far,),
+            )[0]
+            near = procs.start(
+                "worker", "-s", path, "--storage", postgres_url, "--worker-id", "near",
+                log="near", **beats,
+            )  # fmt: skip
+            far_host.heal()
+            far_host.drop()  # the partition
+            time.sleep(PARTITION)
+            assert near.wait(timeout=60) == 0, procs.err("near")
+            far_host.heal()
+            # Back on the network, it rejoins: the budget is spent, so it ends its work.
+            assert far.wait(timeout=60) == 0, procs.err("far")
+            _assert_replaced(study, cut_off)
+    finally:
+        link.close()
+    err = procs.err("far")
+    assert "database unavailable, retrying" in err and "Traceback" not in err, err
+
+
+def _assert_replaced(study: optuna.Study, cut_off: optuna.trial.FrozenTrial) -> None:
+    """The budget met, and the cut-off trial failed by its stale heartbeat and run again,
+    with its parameters, by the worker that could still reach the database."""
+    assert_budget_met(study, 3)
+    trials = study.get_trials()
+    assert trials[cut_off.number].state == TrialState.FAIL
+    [again] = [t for t in trials if t.system_attrs.get("failed_trial") == cut_off.number]
+    assert again.state == TrialState.COMPLETE and again.user_attrs["worker"] == "near"
+    assert again.params == cut_off.params

@@ -336,6 +336,21 @@ def test_open_sqlite_uses_wal_and_heartbeats(
     assert plain.heartbeat_interval is None and plain.get_heartbeat_interval() is None
 
 
+def test_server_connections_have_client_side_time_limits() -> None:
+    # A server behind a network that drops packets would hold a query for hours otherwise.
+    pg = storage.connect_args(sqlalchemy.engine.make_url("postgresql+psycopg://u@h/db"), 10)
+    assert pg["connect_timeout"] == 10 and pg["keepalives"] == 1
+    assert pg["keepalives_idle"] + pg["keepalives_interval"] * pg["keepalives_count"] <= 30
+    assert pg["tcp_user_timeout"] == 30_000  # milliseconds
+    my = storage.connect_args(sqlalchemy.engine.make_url("mysql+pymysql://u@h/db"), 10)
+    assert my == {"connect_timeout": 10, "read_timeout": 60, "write_timeout": 60}
+    assert my["read_timeout"] > locks.MYSQL_LOCK_SLICE  # a lock wait is no lost server
+    # The URL's own settings win.
+    url = "postgresql+psycopg://u@h/db?tcp_user_timeout=5000&keepalives=0"
+    mine = storage.connect_args(sqlalchemy.engine.make_url(url), 10)
+    assert "tcp_user_timeout" not in mine and "keepalives" not in mine
+
+
 @pytest.fixture
 def engines_made(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every SQLAlchemy engine this process makes from now on (Optuna's included)."""
