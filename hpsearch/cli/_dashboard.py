@@ -29,10 +29,10 @@ import optuna_dashboard
 import waitress
 from optuna.storages import RDBStorage
 
-from hpsearch import settings
+from hpsearch import files, settings
 from hpsearch import storage as storage_mod
 from hpsearch.cli._dashboard_auth import Credentials, guard
-from hpsearch.errors import StorageError, UsageError
+from hpsearch.errors import ConfigError, StorageError, UsageError
 from hpsearch.results import database_exists
 
 if TYPE_CHECKING:
@@ -92,16 +92,30 @@ def _secret(environ: Mapping[str, str], name: str, file_name: str) -> str | None
     return value
 
 
+MAX_SECRET_BYTES = 4096
+
+
 def _read_secret(file_name: str, path: str) -> str:
     if not path:
         raise UsageError(f"{file_name} is set but empty; set it to the file holding the secret")
     try:
+        # A FIFO would wait for a writer for ever, and /dev/zero never end: a regular file,
+        # and no more of it than a secret needs.
+        with files.open_regular(Path(path), expected="a file holding the secret") as handle:
+            raw = handle.read(MAX_SECRET_BYTES + 1)
         # Surrounding whitespace is the newline an editor or `echo` leaves, not the secret.
-        value = Path(path).read_text(encoding="utf-8").strip()
+        value = raw.decode("utf-8").strip()
+    except ConfigError as exc:
+        raise UsageError(f"{file_name}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"{file_name}={path}: cannot read it: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"{file_name}={path}: not UTF-8 text") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise UsageError(
+            f"{file_name}={path}: over {MAX_SECRET_BYTES} bytes; the file must hold the secret "
+            "on one line"
+        )
     if not value or "\n" in value:
         raise UsageError(f"{file_name}={path}: the file must hold the secret on one line")
     return value

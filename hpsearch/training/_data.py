@@ -79,7 +79,8 @@ def default_data_dir() -> Path:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    # Not path.open: a FIFO there would wait for a writer for ever, /dev/zero never end.
+    with outfile.open_regular(path, expected=f"the TREC file {path.name}") as handle:
         for block in iter(lambda: handle.read(1 << 16), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -164,7 +164,10 @@ def test_credentials_from_the_environment(tmp_path: Path) -> None:
             "both set",
         ),
         ({"HPSEARCH_DASHBOARD_TOKEN_FILE": ""}, "set it to the file"),
-        ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "MISSING"}, "cannot read it: No such file"),
+        ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "MISSING"}, "TOKEN_FILE: .*MISSING: file not found"),
+        # Read whole: a FIFO waited for a writer for ever, /dev/zero filled the memory.
+        ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "/dev/null"}, "a character device, not a regular"),
+        ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "HUGE"}, "over 4096 bytes; the file must hold"),
         ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "EMPTY"}, "the secret on one line"),
         ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "TWO_LINES"}, "the secret on one line"),
         ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "BINARY"}, "not UTF-8"),
@@ -173,7 +176,12 @@ def test_credentials_from_the_environment(tmp_path: Path) -> None:
 def test_bad_credential_settings_are_one_line(
     tmp_path: Path, env: dict[str, str], message: str
 ) -> None:
-    files = {"EMPTY": b" \n", "TWO_LINES": b"a\nb\n", "BINARY": b"\xff\xfe"}
+    files = {
+        "EMPTY": b" \n",
+        "TWO_LINES": b"a\nb\n",
+        "BINARY": b"\xff\xfe",
+        "HUGE": b"x" * 100_000,
+    }
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     env = {k: str(tmp_path / v) if v in (*files, "MISSING") else v for k, v in env.items()}

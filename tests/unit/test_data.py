@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hpsearch.config import TrainConfig
-from hpsearch.errors import DataError
+from hpsearch.errors import DataError, UsageError
 from hpsearch.training import _data as data
 from hpsearch.training._data import (
     CLASSES,
@@ -223,6 +223,17 @@ def test_corrupt_existing_file_is_not_overwritten(tmp_path: Path, trec_dir: Path
         ensure_data(tmp_path)
     assert str(tmp_path / TRAIN_FILE) in str(info.value)
     assert (tmp_path / TRAIN_FILE).stat().st_size == (trec_dir / TRAIN_FILE).stat().st_size - 10
+
+
+def test_a_data_file_that_is_no_regular_file_is_refused(tmp_path: Path) -> None:
+    # Its checksum was read through it: a FIFO waited for a writer, /dev/zero never ended.
+    (tmp_path / TRAIN_FILE).symlink_to("/dev/null")
+    with pytest.raises(UsageError) as info:
+        ensure_data(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / TRAIN_FILE}: a character device, not a regular file; expected the TREC "
+        f"file {TRAIN_FILE}"
+    )
 
 
 def test_missing_dir_or_file_without_download(tmp_path: Path, trec_dir: Path) -> None:
