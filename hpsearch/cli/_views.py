@@ -14,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from hpsearch.cli._common import plain_console
 from hpsearch.config import TrainConfig
 from hpsearch.results import format_clock, format_params, format_value
 from hpsearch.search import Eta, FinishedTrial, Progress, RunResult
@@ -209,7 +210,7 @@ def print_wide(console: Console, table: Table) -> None:
         console.print(table)
         return
     natural = console.measure(table, options=console.options.update_width(1000)).maximum
-    Console(file=console.file, width=max(console.width, natural)).print(table)
+    plain_console(file=console.file, width=max(console.width, natural)).print(table)
 
 
 def summary_table(study_name: str, top: Sequence[FrozenTrial], *, complete: int) -> Table:
