@@ -4,6 +4,9 @@ This is the only place the test set is read for a study's result, and only after
 is over: the best trial is chosen by validation accuracy, each run's best epoch is chosen by
 validation accuracy, and the test accuracy of that epoch's weights is only reported.
 
+A dataset without a test file (``data.test`` not given) is scored on validation only, and
+every output says there is no test set.
+
 Seeds: the best trial's own seed first (its run reproduces the trial), then seed + 1,
 seed + 2, ... Spread is the sample standard deviation (n - 1; 0 for a single seed).
 
@@ -34,7 +37,7 @@ from hpsearch.training import train_from_config
 class SeedRun:
     seed: int
     valid_acc: float  # at the best epoch, which validation chose
-    test_acc: float  # of the best epoch's weights
+    test_acc: float | None  # of the best epoch's weights; None: the dataset has no test set
     best_epoch: int
     epochs_run: int
     seconds: float
@@ -66,8 +69,9 @@ class Evaluation:
         return Stats.of([r.valid_acc for r in self.runs])
 
     @property
-    def test(self) -> Stats:
-        return Stats.of([r.test_acc for r in self.runs])
+    def test(self) -> Stats | None:
+        scores = [r.test_acc for r in self.runs if r.test_acc is not None]
+        return Stats.of(scores) if scores else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +80,7 @@ class Evaluation:
             "search_value": self.search_value,
             "seeds": [r.seed for r in self.runs],
             "valid": asdict(self.valid),
-            "test": asdict(self.test),
+            "test": asdict(self.test) if self.test else None,  # None: no test set
             "std": "sample (n - 1)",
             "runs": [asdict(r) for r in self.runs],
             "config": self.config,
@@ -105,11 +109,10 @@ def evaluate_study(
     fingerprint: dict[str, str] = {}
     for seed in range(first_seed, first_seed + seeds):
         result, dataset = train_from_config(cfg.replace(seed=seed), data_dir, with_test=True)
-        assert result.test_acc is not None, "train_from_config(with_test=True) scores the test set"
         run = SeedRun(
             seed=seed,
             valid_acc=float(result.best_valid_acc),
-            test_acc=float(result.test_acc),
+            test_acc=None if result.test_acc is None else float(result.test_acc),
             best_epoch=int(result.best_epoch),
             epochs_run=len(result.history),
             seconds=round(float(result.seconds), 3),
@@ -136,6 +139,7 @@ def render(evaluation: Evaluation) -> Table:
     table = Table(
         title=f"{evaluation.study}: best trial {evaluation.trial} "
         f"(search valid acc {evaluation.search_value:.4f}), retrained"
+        + ("" if evaluation.test else "; no test set: validation only")
     )
     for column in ("seed", "valid acc", "test acc", "best epoch", "seconds"):
         table.add_column(column, justify="right")
@@ -143,7 +147,7 @@ def render(evaluation: Evaluation) -> Table:
         table.add_row(
             str(run.seed),
             f"{run.valid_acc:.4f}",
-            f"{run.test_acc:.4f}",
+            "-" if run.test_acc is None else f"{run.test_acc:.4f}",
             str(run.best_epoch),
             f"{run.seconds:.1f}",
         )
@@ -152,7 +156,7 @@ def render(evaluation: Evaluation) -> Table:
     table.add_row(
         "mean ± std",
         f"{valid.mean:.4f} ± {valid.std:.4f}",
-        f"{test.mean:.4f} ± {test.std:.4f}",
+        f"{test.mean:.4f} ± {test.std:.4f}" if test else "no test set",
         "",
         "",
     )

@@ -53,15 +53,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def data_fingerprint() -> dict[str, Any]:
-    """The data files' sha256.
+def data_fingerprint(spec: Any = None) -> dict[str, Any]:
+    """The data files' sha256: of your files as the stored spec recorded them when the study
+    last started, else TREC's.
 
     These are the checksums hpsearch pins, not a hash of whatever is on this machine: every
     worker verifies its files against them before training, so they are exactly the data every
     trial saw, and the export needs no data directory to be written.
     """
+    if isinstance(spec, dict) and spec.get("data_files"):
+        return {"files": spec["data_files"], "note": "size and sha256 when the study started"}
     return {
-        "dataset": "TREC-6 (CogComp train_5500 / TREC_10)",
+        "dataset": "TREC (CogComp train_5500 / TREC_10)",
         "sha256": dict(TREC_SHA256),
         "note": "pinned by hpsearch; every trial verified its files against these",
     }
@@ -112,7 +115,7 @@ def best_export(study_name: str, url: str) -> dict[str, Any]:
         "counts": counts,
         "spec": study.user_attrs.get(SPEC_ATTR),
         "evaluation": current_evaluation(study, best),
-        "data": data_fingerprint(),
+        "data": data_fingerprint(study.user_attrs.get(SPEC_ATTR)),
         "versions": package_versions(),
         "storage": storage_mod.mask_url(url),
         "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -215,7 +218,7 @@ def render_best(data: dict[str, Any]) -> RenderableType:
         f"{counts.get('failed', 0)} failed, {counts.get('running', 0)} running",
     )
     evaluation = data.get("evaluation")
-    if isinstance(evaluation, dict) and "test" in evaluation:
+    if isinstance(evaluation, dict) and evaluation.get("test"):  # None: no test set
         summary.add_row(
             "evaluated",
             f"test acc {evaluation['test']['mean']:.4f} ± {evaluation['test']['std']:.4f} "

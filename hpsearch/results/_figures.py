@@ -337,7 +337,7 @@ def _html_page(info: dict[str, Any], figures: dict[str, Any]) -> str:
         ("epochs trained", f"{info['epochs_trained']} in {info['training_seconds']:.0f} s"),
     ]
     evaluation = info.get("evaluation")
-    if isinstance(evaluation, dict) and "test" in evaluation:
+    if isinstance(evaluation, dict) and evaluation.get("test"):  # None: no test set
         test, seeds = evaluation["test"], len(evaluation.get("seeds", []))
         retrained = f"trial {evaluation.get('trial')}, {seeds} seeds"
         rows.append(("test accuracy", f"{test['mean']:.4f} ± {test['std']:.4f} ({retrained})"))

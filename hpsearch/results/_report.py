@@ -134,12 +134,12 @@ def compare(
             stored = export.current_evaluation(study, best)
             row["evaluation"] = "stored" if stored else None
         if stored is not None:
-            valid, test = stored["valid"], stored["test"]
+            valid, test = stored["valid"], stored["test"] or {}  # None: no test set
             row.update(
                 valid_mean=valid["mean"],
                 valid_std=valid["std"],
-                test_mean=test["mean"],
-                test_std=test["std"],
+                test_mean=test.get("mean"),
+                test_std=test.get("std"),
                 seeds=len(stored["seeds"]),
             )
         rows.append(row)
@@ -165,6 +165,8 @@ def render_compare(rows: Sequence[dict[str, Any]]) -> Table:
     for r in rows:
         valid = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
         test = format_mean_std(r["test_mean"], r["test_std"])
+        if r["seeds"] and r["test_mean"] is None:
+            test = "no test set"
         table.add_row(
             escape(r["study"]),
             _bold_if(r["best_value"] is not None and r["best_value"] == top["best_value"], valid),

@@ -37,7 +37,8 @@ from torch import Tensor
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.training._batching import Batch, TrainBatches, eval_batches
-from hpsearch.training._data import CLASSES, Dataset, Split, load_dataset
+from hpsearch.training._data import Split
+from hpsearch.training._datasets import Dataset, load_dataset
 from hpsearch.training._model import RNNClassifier, count_parameters
 
 
@@ -183,7 +184,7 @@ def train(
     torch.manual_seed(cfg.seed)  # weights, dropout; batch order has its own generator
     device = resolve_device(cfg.device)
 
-    model = RNNClassifier(cfg, len(dataset.vocab), len(CLASSES), embeddings).to(device)
+    model = RNNClassifier(cfg, len(dataset.vocab), len(dataset.labels), embeddings).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     # Persistent dense gradients: backward accumulates into them in place, and the sparse
     # embedding gradient (only the rows of the batch's words) is scattered straight in.
@@ -303,5 +304,12 @@ def train_from_config(
         from hpsearch.training._checkpoint import save_checkpoint
 
         result.model.load_state_dict(result.best_state)
-        save_checkpoint(save, result.model, cfg, dataset.vocab, {"best_epoch": result.best_epoch})
+        save_checkpoint(
+            save,
+            result.model,
+            cfg,
+            dataset.vocab,
+            {"best_epoch": result.best_epoch},
+            labels=dataset.labels,
+        )
     return result, dataset
