@@ -58,6 +58,8 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 Builtin = Literal["trec", "trec-fine"]
 DataFormat = Literal["csv", "tsv", "jsonl", "fasttext"]
 Tokenizer = Literal["whitespace", "word"]
+Metric = Literal["accuracy", "macro_f1"]
+METRIC_NAMES = {"accuracy": "validation accuracy", "macro_f1": "validation macro-F1"}
 # A file's format from its extension; ``format:`` names it for any other name.
 FORMATS = {
     ".csv": "csv",
@@ -190,6 +192,9 @@ class TrainConfig:
     max_vocab: Annotated[Int | None, Field(ge=3, le=10**9)] = None
     valid_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.2  # the report's 80/20 split
     split_seed: Seed = 0  # fixed per study, so every trial is scored on the same validation set
+    # The validation score that picks the best epoch (and that a study maximises): macro-F1
+    # weighs every class alike, for data where a few classes hold most examples.
+    metric: Metric = "accuracy"
 
     # --- input embeddings ----------------------------------------------------------------
     embedding_dim: Size = 100  # the report's size for random init; must equal pretrained dim
@@ -266,6 +271,9 @@ _RANGE = (
     AllowInfNan,
 )
 _CONFIG = TypeAdapter(TrainConfig)
+# Keys an export writes beside ``config`` that share a field's name: the data files'
+# fingerprint and the metric's description.
+_EXPORT_METADATA = frozenset({"data", "metric"})
 _DECLARED: dict[str, FieldInfo] = TrainConfig.__pydantic_fields__  # type: ignore[attr-defined]
 
 
@@ -359,8 +367,7 @@ def load(
                     f"{path}: config: expected a mapping of config fields, got {data['config']!r}"
                 )
             for key in data:
-                # An export's own ``data`` is the fingerprint of the files it was trained on.
-                if key in FIELDS and key != "data":
+                if key in FIELDS and key not in _EXPORT_METADATA:
                     raise ConfigError(
                         f"{path}: {key}: a config field beside config:, where it would be "
                         f"ignored; move it under config: (or use --set {key}=...)"

@@ -26,6 +26,7 @@ from rich.table import Table
 from hpsearch import config as config_mod
 from hpsearch import files as outfile
 from hpsearch import storage as storage_mod
+from hpsearch.config import METRIC_NAMES
 from hpsearch.results._format import format_value
 from hpsearch.results._reading import (
     best_complete_trial,
@@ -101,7 +102,7 @@ def best_export(study_name: str, url: str) -> dict[str, Any]:
     data = {
         "format": EXPORT_FORMAT,
         "study": study.study_name,
-        "metric": "validation accuracy (best epoch), maximized",
+        "metric": f"{METRIC_NAMES[cfg.metric]} (best epoch), maximized",
         "best_value": best.value,
         "best_trial": best.number,
         # `hpsearch train --config export.json` reads this key (config.load).
@@ -208,7 +209,8 @@ def render_best(data: dict[str, Any]) -> RenderableType:
     counts = data.get("counts", {})
     summary = Table.grid(padding=(0, 2))
     summary.add_row("study", str(data["study"]))
-    summary.add_row("best valid acc", f"{data['best_value']:.4f}")
+    metric = str(data.get("config", {}).get("metric", "accuracy"))
+    summary.add_row(f"best {METRIC_NAMES.get(metric, metric)}", f"{data['best_value']:.4f}")
     summary.add_row("trial", str(data["best_trial"]))
     attrs = data.get("user_attrs", {})
     summary.add_row("best epoch", format_value(attrs.get("best_epoch")))

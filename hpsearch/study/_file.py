@@ -4,7 +4,8 @@ A study file fixes part of the training configuration (``config``) and searches 
 (``space``, keyed by ``TrainConfig`` field names, so trial params map straight back onto a
 config). It also names the sampler, the pruner and the budget. Every mistake is reported when
 the file is loaded, as one line naming the file, the dotted field and the value -- never three
-epochs into a trial on a remote worker. The direction is always maximize (validation accuracy).
+epochs into a trial on a remote worker. The direction is always maximize (the validation
+score ``metric:`` names: accuracy, the default, or macro-F1).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class StudyFile(Section):
     budget: Budget | None = None
     enqueue: Annotated[list[dict[Any, Any]] | None, Field(examples=["[{lr: 1.0e-3}]"])] = None
     data: Any = None  # the config's data field (DataConfig), checked there
+    metric: Any = None  # the config's metric field, checked there
     data_files: Any = None  # written by hpsearch (to_dict): recomputed from the files
 
 
@@ -130,6 +132,11 @@ class StudySpec:
     # Size and sha256 of each data file (none for a built-in dataset): stored with the spec,
     # so that resuming against edited files is refused as an edited study file is.
     data_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def metric(self) -> str:
+        """What the study maximises: ``accuracy`` or ``macro_f1`` on validation."""
+        return str(self.config.get("metric", cfg.FIELDS["metric"].default))
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Suggest every active parameter in file order; inactive ones keep the config value."""
@@ -262,6 +269,12 @@ def parse_study(
     fixed = {k: coerce(src, f"config.{k}", k, v) for k, v in written.items()}
     if dataset != DataConfig():  # the default written out is no change
         fixed["data"] = dataclasses.asdict(dataset)
+    if raw.metric is not None:
+        if "metric" in fixed:
+            fail(src, "config.metric", "the metric is given twice; keep the top-level metric:")
+        fixed["metric"] = coerce(src, "metric", "metric", raw.metric)
+    if fixed.get("metric") == cfg.FIELDS["metric"].default:  # the default: no change
+        del fixed["metric"]
     try:
         cfg.from_mapping(fixed, source=src)
     except FieldError as exc:

@@ -312,3 +312,25 @@ def test_checkpoint_stores_labels_and_vocabulary(tmp_path: Path) -> None:
     del payload["config"]["data"]
     torch.save(payload, tmp_path / "old.pt")
     assert load_checkpoint(tmp_path / "old.pt").labels == TREC_COARSE
+
+
+def test_without_a_test_set_evaluate_and_compare_say_so() -> None:
+    from rich.console import Console
+
+    from hpsearch import results
+    from hpsearch.results._evaluate import SeedRun
+
+    run = SeedRun(seed=0, valid_acc=0.8, test_acc=None, best_epoch=2, epochs_run=3, seconds=1.0)
+    evaluation = results.Evaluation("mine", 0, 0.8, {}, [run])
+    assert evaluation.test is None and evaluation.to_dict()["test"] is None
+    row = {
+        "study": "mine",
+        "best_value": 0.8,
+        "best_trial": 0,
+        **dict(complete=1, pruned=0, failed=0, epochs=3, seconds=1.0),
+        **dict(valid_mean=0.8, valid_std=0.0, test_mean=None, test_std=None, seeds=1),
+    }
+    for table in (results.render_evaluation(evaluation), results.render_compare([row])):
+        console = Console(width=200, record=True)
+        console.print(table)
+        assert "no test set" in console.export_text()
