@@ -39,7 +39,8 @@ def read_text(path: Path, encoding: str) -> str:
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        return raw.decode(encoding)
+        # A byte-order mark (spreadsheets write one) is no part of the first column's name.
+        return raw.decode(encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(

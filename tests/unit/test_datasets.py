@@ -95,6 +95,12 @@ def test_format_option_fields_and_encoding(tmp_path: Path) -> None:
         load_dataset(files_config(train=str(train), format="csv", **fields))
 
 
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "excel.csv", rows())
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_dataset(files_config(train=str(path))).labels == ("mix", "neg", "pos")
+
+
 def test_valid_and_test_files_are_used_as_given(tmp_path: Path) -> None:
     train = write_csv(tmp_path / "train.csv", rows())
     valid = write_jsonl(tmp_path / "valid.jsonl", rows(6))
