@@ -22,7 +22,7 @@ from hpsearch.errors import UsageError
 from hpsearch.results import _export as export
 from hpsearch.results import _reading as reading
 from hpsearch.results._format import format_clock, format_mean_std
-from hpsearch.results._study_data import METRIC, StudyData, counts_by_state, load, total
+from hpsearch.results._study_data import StudyData, counts_by_state, load, total
 from hpsearch.search import best_trial
 
 
@@ -31,7 +31,8 @@ def summary(data: StudyData, url: str) -> dict[str, Any]:
     return {
         "study": data.name,
         "storage": storage_mod.mask_url(url),
-        "metric": f"{METRIC} (best epoch), maximized",
+        "metric": f"{data.metric} (best epoch), maximized",
+        "metric_name": data.metric,
         "counts": {**counts_by_state(trials), "total": len(trials)},
         "best": {
             "trial": best.number,

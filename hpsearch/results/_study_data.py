@@ -172,6 +172,12 @@ class StudyData:
         return self.study.study_name
 
     @property
+    def metric(self) -> str:
+        """What the study maximised, as its figures name it (studies made before the metric
+        was named maximised validation accuracy)."""
+        return (self.study.metric_names or [METRIC])[0]
+
+    @property
     def points(self) -> list[tuple[dict[str, Any], float]]:
         scored = ((t.params, trial_score(t)) for t in self.trials)
         return [(p, s) for p, s in scored if s is not None]
@@ -234,7 +240,7 @@ def load(study_name: str, url: str, *, bins: int = BINS) -> StudyData:
             importances = optuna.importance.get_param_importances(scored, params=scored_params)
         notes.append(
             f"importances from {len(scored.trials)} trials: complete ones by their value, "
-            "pruned ones by the best validation accuracy they reached"
+            "pruned ones by the best value they reached"
         )
     else:
         notes.append(

@@ -94,3 +94,16 @@ def test_an_export_retrains_with_its_metric(tmp_path: Path) -> None:
     exported = {"config": cfg.to_dict(), "metric": "validation macro-F1 (best epoch), maximized"}
     path.write_text(json.dumps(exported))
     assert config_mod.load(path) == cfg
+
+
+def test_report_figures_name_the_studys_metric(tmp_path: Path) -> None:
+    from hpsearch.results._study_data import StudyData
+
+    def data(study: optuna.Study) -> StudyData:
+        return StudyData(study, [], None, 0, [], None, [], [])  # type: ignore[arg-type]
+
+    spec = _spec(tmp_path, "metric: macro_f1")
+    made = search.open_study(spec, f"sqlite:///{tmp_path / 'm.db'}", heartbeat=False)
+    assert data(made).metric == "validation macro-F1"
+    before = optuna.create_study(direction="maximize")  # a study made before metric names
+    assert data(before).metric == "validation accuracy"
