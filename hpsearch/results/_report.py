@@ -153,7 +153,9 @@ def _bold_if(condition: bool, text: str) -> str:
 
 def render_compare(rows: Sequence[dict[str, Any]]) -> Table:
     """The rows of ``compare`` as a table; the best validation and test values in bold."""
-    table = Table(title="studies compared (accuracy; test: best trial retrained, mean ± std)")
+    table = Table(
+        title="studies compared (each study's metric; test: best trial retrained, mean ± std)"
+    )
     columns = "best valid,trial,retrained valid,test,seeds,complete,pruned,failed,epochs,time"
     # Folded, never cut with an ellipsis: on a narrow terminal a value wraps but stays whole.
     table.add_column("study", overflow="fold")

@@ -74,6 +74,7 @@ class TrainResult:
     test_acc: float | None = None  # best-epoch weights on the test set, when asked for
     best_score: float = math.nan  # the config's metric at the best epoch
     best_valid_f1: float = math.nan
+    test_f1: float | None = None  # macro-F1 beside test_acc
 
 
 def resolve_device(name: str, *, source: str = "config") -> torch.device:
@@ -333,8 +334,8 @@ def train_from_config(
         best = copy.deepcopy(result.model)
         best.load_state_dict(result.best_state)
         device = next(best.parameters()).device
-        _, test_acc = evaluate(best, dataset.test, device)
-        result = dataclasses.replace(result, test_acc=test_acc)
+        _, test_acc, test_f1 = scores(best, dataset.test, device)
+        result = dataclasses.replace(result, test_acc=test_acc, test_f1=test_f1)
     if save is not None:
         from hpsearch.training._checkpoint import save_checkpoint
 

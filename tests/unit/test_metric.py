@@ -107,3 +107,19 @@ def test_report_figures_name_the_studys_metric(tmp_path: Path) -> None:
     assert data(made).metric == "validation macro-F1"
     before = optuna.create_study(direction="maximize")  # a study made before metric names
     assert data(before).metric == "validation accuracy"
+
+
+def test_evaluation_scores_the_studys_metric() -> None:
+    from hpsearch import results
+    from hpsearch.results._evaluate import SeedRun
+
+    runs = [
+        SeedRun(0, 0.9, 0.8, 2, 3, 1.0, valid_f1=0.6, test_f1=0.5),
+        SeedRun(1, 0.7, 0.6, 2, 3, 1.0, valid_f1=0.4, test_f1=0.3),
+    ]
+    by_f1 = results.Evaluation("m", 0, 0.6, {"metric": "macro_f1"}, runs)
+    assert by_f1.valid.mean == pytest.approx(0.5) and by_f1.test is not None
+    assert by_f1.test.mean == pytest.approx(0.4)
+    assert by_f1.to_dict()["metric"] == "validation macro-F1"
+    by_acc = results.Evaluation("m", 0, 0.9, {}, runs)
+    assert by_acc.valid.mean == pytest.approx(0.8) and by_acc.to_dict()["test"]["mean"] == 0.7
