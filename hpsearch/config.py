@@ -13,8 +13,10 @@ clip 3.41), so ``hpsearch train`` with no arguments is the report's baseline.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +24,7 @@ from typing import Annotated, Any, Literal
 import annotated_types
 import yaml
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -52,6 +55,22 @@ Optimizer = Literal["sgd", "adam", "adamw", "adadelta", "adagrad", "rmsprop"]
 Regularizer = Literal["none", "l1", "l2"]
 OovInit = Literal["zero", "random"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Builtin = Literal["trec", "trec-fine"]
+DataFormat = Literal["csv", "tsv", "jsonl", "fasttext"]
+Tokenizer = Literal["whitespace", "word"]
+Metric = Literal["accuracy", "macro_f1"]
+METRIC_NAMES = {"accuracy": "validation accuracy", "macro_f1": "validation macro-F1"}
+# A file's format from its extension; ``format:`` names it for any other name.
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".ft": "fasttext",
+    ".fasttext": "fasttext",
+    ".txt": "fasttext",
+}
+DATA_FILES = ("train", "valid", "test")
 
 
 def _integral(value: Any) -> Any:
@@ -77,9 +96,95 @@ Seed = Annotated[Int, Field(ge=0, le=2**63 - 1)]
 Layers = Annotated[Int, Field(ge=0, le=64)]
 
 
+def _known_codec(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise PydanticCustomError("encoding", "unknown encoding") from None
+    return value
+
+
+def _name_or_files(value: Any) -> Any:
+    """``data: trec-fine`` is short for ``data: {name: trec-fine}``; a section with ``train:``
+    names no built-in dataset."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, Mapping) and value.get("train") is not None and "name" not in value:
+        return {**value, "name": None}
+    return value
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class DataConfig:
+    """Which examples a model learns from and how their texts become tokens. Checked here for
+    shape (which keys, which formats); the files themselves are read by the training layer."""
+
+    name: Builtin | None = "trec"  # a built-in dataset; None when train: names your files
+    train: Text | None = None  # paths: relative ones resolved where the file that names them is
+    valid: Text | None = None  # None: a stratified valid_fraction of train (split_seed)
+    test: Text | None = None  # None: evaluate scores validation only
+    format: DataFormat | None = None  # None: from each file's extension
+    text_field: Text = "text"  # CSV/TSV column or JSON Lines key
+    label_field: Text = "label"
+    encoding: Annotated[
+        Text,
+        AfterValidator(_known_codec),
+        Field(description="a Python codec name such as utf-8, latin-1 or cp1252"),
+    ] = "utf-8"
+    # whitespace: the report's (TREC's files are already tokenized); word: words and single
+    # punctuation marks, for raw text
+    tokenizer: Tokenizer = "whitespace"
+    max_length: Annotated[Int | None, Field(ge=1, le=10**6)] = None  # tokens kept per text
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.name is not None and self.train is not None:
+            raise _data_error("train", "give name: (a built-in dataset) or train:, not both")
+        if self.name is None and self.train is None:
+            raise _data_error("train", "missing; give train: (a file) or name: trec")
+        if self.train is None:
+            for key in ("valid", "test", "format"):
+                if getattr(self, key) is not None:
+                    raise _data_error(key, f"only with train: (the {self.name} files are fixed)")
+        for key, path in self.files().items():
+            if self.format is None and Path(path).suffix.lower() not in FORMATS:
+                raise _data_error(
+                    key,
+                    f"cannot tell the format of {path!r} from its extension; set format: csv, "
+                    "tsv, jsonl or fasttext",
+                )
+        return self
+
+    def files(self) -> dict[str, str]:
+        """Your files by role (train, valid, test); empty for a built-in dataset."""
+        return {k: getattr(self, k) for k in DATA_FILES if getattr(self, k) is not None}
+
+    def format_of(self, path: str) -> str:
+        return self.format or FORMATS[Path(path).suffix.lower()]
+
+
+def _data_error(field: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError("data", "{problem}", {"field": field, "problem": message})
+
+
+def resolve_data_paths(value: Any, base: Path) -> Any:
+    """A ``data`` value as written, its relative file paths made relative to ``base`` (the
+    directory of the file that names them), so that they mean the same file from anywhere."""
+    if not isinstance(value, Mapping):
+        return value
+    out = dict(value)
+    for key in DATA_FILES:
+        if isinstance(out.get(key), str) and out[key]:
+            out[key] = os.path.normpath((base / Path(out[key]).expanduser()).absolute())
+    return out
+
+
 @dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TrainConfig:
     # --- data -----------------------------------------------------------------------------
+    data: Annotated[DataConfig, BeforeValidator(_name_or_files)] = Field(
+        default_factory=DataConfig, examples=["{train: train.csv}"]
+    )
     lowercase: Bool = False  # TREC is cased and word2vec is cased; GloVe lookup lowers anyway
     # TREC is small (5.5k questions): dropping rare words loses real signal
     min_freq: Annotated[Int, Field(ge=1, le=10**9)] = 1
@@ -87,6 +192,9 @@ class TrainConfig:
     max_vocab: Annotated[Int | None, Field(ge=3, le=10**9)] = None
     valid_fraction: Annotated[Float, Field(gt=0, lt=1)] = 0.2  # the report's 80/20 split
     split_seed: Seed = 0  # fixed per study, so every trial is scored on the same validation set
+    # The validation score that picks the best epoch (and that a study maximises): macro-F1
+    # weighs every class alike, for data where a few classes hold most examples.
+    metric: Metric = "accuracy"
 
     # --- input embeddings ----------------------------------------------------------------
     embedding_dim: Size = 100  # the report's size for random init; must equal pretrained dim
@@ -163,6 +271,9 @@ _RANGE = (
     AllowInfNan,
 )
 _CONFIG = TypeAdapter(TrainConfig)
+# Keys an export writes beside ``config`` that share a field's name: the data files'
+# fingerprint and the metric's description.
+_EXPORT_METADATA = frozenset({"data", "metric"})
 _DECLARED: dict[str, FieldInfo] = TrainConfig.__pydantic_fields__  # type: ignore[attr-defined]
 
 
@@ -256,7 +367,7 @@ def load(
                     f"{path}: config: expected a mapping of config fields, got {data['config']!r}"
                 )
             for key in data:
-                if key in FIELDS:
+                if key in FIELDS and key not in _EXPORT_METADATA:
                     raise ConfigError(
                         f"{path}: {key}: a config field beside config:, where it would be "
                         f"ignored; move it under config: (or use --set {key}=...)"
@@ -264,8 +375,14 @@ def load(
             data = data["config"]
             source = f"{path}: config"
         values.update(data)
+        if "data" in values:
+            values["data"] = resolve_data_paths(values["data"], path.parent)
     for text in overrides:
         key, value = parse_override(text)
+        if key.startswith("data."):  # one key of the data section: --set data.train=x.csv
+            section = _name_or_files(values.get("data", {}))
+            value = resolve_data_paths({**section, key[5:]: value}, Path())
+            key = "data"
         coerce(key, value, source="--set")
         values[key] = value
     return from_mapping(values, source=source)

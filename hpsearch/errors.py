@@ -114,9 +114,11 @@ def field_error(
     error = exc.errors(include_url=False)[0]
     where = (*loc, *error["loc"])
     ctx = error.get("ctx") or {}
-    if not where and "field" in ctx:  # a rule across fields names the one it blames
-        return FieldError(source, str(ctx["field"]), error["msg"])
     path, keys, info, hint = _locate(schema, where)
+    if "field" in ctx:  # a rule across fields names the one it blames
+        return FieldError(
+            source, f"{path}.{ctx['field']}" if path else str(ctx["field"]), error["msg"]
+        )
     kind, value = error["type"], error["input"]
     if isinstance(value, float) and value.is_integer() and hint is int:
         value = int(value)  # an integer field shows 1e12 as the number it is, as 10**12

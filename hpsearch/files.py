@@ -16,6 +16,7 @@ there is nothing to rename over and replacing a device would need root and break
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -331,3 +332,17 @@ def is_zip(path: Path) -> bool:
     with contextlib.suppress(OSError, ConfigError), open_regular(path, expected="") as handle:
         return handle.read(4) == b"PK\x03\x04"
     return False
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """A file's size and sha256: what a study stores to notice that its data files changed."""
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}

@@ -324,7 +324,8 @@ def evaluate_cmd(
         seeds=seeds,
         data_dir=data_dir,
         on_result=lambda run: err_console.print(
-            f"seed {run.seed}: valid {run.valid_acc:.4f}, test {run.test_acc:.4f}",
+            f"seed {run.seed}: valid {run.valid_acc:.4f}, "
+            + ("no test set" if run.test_acc is None else f"test {run.test_acc:.4f}"),
             highlight=False,
         ),
     )

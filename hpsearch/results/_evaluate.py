@@ -1,8 +1,13 @@
 """Final evaluation: retrain the best configuration with several seeds and score the test set.
 
+Scores are the study's metric (accuracy or macro-F1; both are kept per run).
+
 This is the only place the test set is read for a study's result, and only after the search
 is over: the best trial is chosen by validation accuracy, each run's best epoch is chosen by
 validation accuracy, and the test accuracy of that epoch's weights is only reported.
+
+A dataset without a test file (``data.test`` not given) is scored on validation only, and
+every output says there is no test set.
 
 Seeds: the best trial's own seed first (its run reproduces the trial), then seed + 1,
 seed + 2, ... Spread is the sample standard deviation (n - 1; 0 for a single seed).
@@ -15,6 +20,7 @@ it is the one write of a results command, and running ``evaluate`` again replace
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +30,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from hpsearch.config import METRIC_NAMES
 from hpsearch.errors import UsageError
 from hpsearch.results import _export as export
 from hpsearch.results import _reading as reading
@@ -35,10 +42,18 @@ from hpsearch.training import train_from_config
 class SeedRun:
     seed: int
     valid_acc: float  # at the best epoch, which validation chose
-    test_acc: float  # of the best epoch's weights
+    test_acc: float | None  # of the best epoch's weights; None: the dataset has no test set
     best_epoch: int
     epochs_run: int
     seconds: float
+    valid_f1: float | None = None  # macro-F1, beside accuracy
+    test_f1: float | None = None
+
+    def score(self, metric: str, part: str) -> float | None:
+        """The ``metric`` (a config's) of the ``valid`` or ``test`` part."""
+        name = f"{part}_{'f1' if metric == 'macro_f1' else 'acc'}"
+        value: float | None = getattr(self, name)
+        return value
 
 
 @dataclass(frozen=True)
@@ -56,28 +71,39 @@ class Stats:
 class Evaluation:
     study: str
     trial: int
-    search_value: float  # the trial's validation accuracy during the search
+    search_value: float  # the trial's value (its study's metric) during the search
     config: dict[str, Any]
     runs: list[SeedRun]
     data: dict[str, str] = field(default_factory=dict)  # file name -> sha256
     evaluated_at: str = ""
 
     @property
-    def valid(self) -> Stats:
-        return Stats.of([r.valid_acc for r in self.runs])
+    def metric(self) -> str:
+        """What the study maximised: ``valid`` and ``test`` are this score."""
+        return str(self.config.get("metric", "accuracy"))
 
     @property
-    def test(self) -> Stats:
-        return Stats.of([r.test_acc for r in self.runs])
+    def valid(self) -> Stats:
+        return self._stats("valid") or Stats(math.nan, math.nan)
+
+    @property
+    def test(self) -> Stats | None:
+        return self._stats("test")
+
+    def _stats(self, part: str) -> Stats | None:
+        values = [r.score(self.metric, part) for r in self.runs]
+        scores = [v for v in values if v is not None]
+        return Stats.of(scores) if scores else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "study": self.study,
             "trial": self.trial,
             "search_value": self.search_value,
+            "metric": METRIC_NAMES.get(self.metric, self.metric),  # of valid and test
             "seeds": [r.seed for r in self.runs],
             "valid": asdict(self.valid),
-            "test": asdict(self.test),
+            "test": asdict(self.test) if self.test else None,  # None: no test set
             "std": "sample (n - 1)",
             "runs": [asdict(r) for r in self.runs],
             "config": self.config,
@@ -106,14 +132,15 @@ def evaluate_study(
     fingerprint: dict[str, str] = {}
     for seed in range(first_seed, first_seed + seeds):
         result, dataset = train_from_config(cfg.replace(seed=seed), data_dir, with_test=True)
-        assert result.test_acc is not None, "train_from_config(with_test=True) scores the test set"
         run = SeedRun(
             seed=seed,
             valid_acc=float(result.best_valid_acc),
-            test_acc=float(result.test_acc),
+            test_acc=result.test_acc,
             best_epoch=int(result.best_epoch),
             epochs_run=len(result.history),
             seconds=round(float(result.seconds), 3),
+            valid_f1=float(result.best_valid_f1),
+            test_f1=result.test_f1,
         )
         runs.append(run)
         fingerprint = dict(dataset.fingerprint)
@@ -137,16 +164,18 @@ def render(evaluation: Evaluation) -> Table:
     table = Table(
         title=Text(
             f"{evaluation.study}: best trial {evaluation.trial} "
-            f"(search valid acc {evaluation.search_value:.4f}), retrained"
+            f"(search {METRIC_NAMES.get(evaluation.metric)} {evaluation.search_value:.4f}), "
+            "retrained" + ("" if evaluation.test else "; no test set: validation only")
         )
     )
-    for column in ("seed", "valid acc", "test acc", "best epoch", "seconds"):
+    short = "F1" if evaluation.metric == "macro_f1" else "acc"
+    for column in ("seed", f"valid {short}", f"test {short}", "best epoch", "seconds"):
         table.add_column(column, justify="right")
     for run in evaluation.runs:
+        scores = [run.score(evaluation.metric, part) for part in ("valid", "test")]
         table.add_row(
             str(run.seed),
-            f"{run.valid_acc:.4f}",
-            f"{run.test_acc:.4f}",
+            *("-" if score is None else f"{score:.4f}" for score in scores),
             str(run.best_epoch),
             f"{run.seconds:.1f}",
         )
@@ -155,7 +184,7 @@ def render(evaluation: Evaluation) -> Table:
     table.add_row(
         "mean ± std",
         f"{valid.mean:.4f} ± {valid.std:.4f}",
-        f"{test.mean:.4f} ± {test.std:.4f}",
+        f"{test.mean:.4f} ± {test.std:.4f}" if test else "no test set",
         "",
         "",
     )

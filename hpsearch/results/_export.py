@@ -27,6 +27,7 @@ from rich.text import Text
 from hpsearch import config as config_mod
 from hpsearch import files as outfile
 from hpsearch import storage as storage_mod
+from hpsearch.config import METRIC_NAMES
 from hpsearch.results._format import format_value
 from hpsearch.results._reading import (
     best_complete_trial,
@@ -54,15 +55,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def data_fingerprint() -> dict[str, Any]:
-    """The data files' sha256.
+def data_fingerprint(spec: Any = None) -> dict[str, Any]:
+    """The data files' sha256: of your files as the stored spec recorded them when the study
+    last started, else TREC's.
 
     These are the checksums hpsearch pins, not a hash of whatever is on this machine: every
     worker verifies its files against them before training, so they are exactly the data every
     trial saw, and the export needs no data directory to be written.
     """
+    if isinstance(spec, dict) and spec.get("data_files"):
+        return {"files": spec["data_files"], "note": "size and sha256 when the study started"}
     return {
-        "dataset": "TREC-6 (CogComp train_5500 / TREC_10)",
+        "dataset": "TREC (CogComp train_5500 / TREC_10)",
         "sha256": dict(TREC_SHA256),
         "note": "pinned by hpsearch; every trial verified its files against these",
     }
@@ -99,7 +103,7 @@ def best_export(study_name: str, url: str) -> dict[str, Any]:
     data = {
         "format": EXPORT_FORMAT,
         "study": study.study_name,
-        "metric": "validation accuracy (best epoch), maximized",
+        "metric": f"{METRIC_NAMES[cfg.metric]} (best epoch), maximized",
         "best_value": best.value,
         "best_trial": best.number,
         # `hpsearch train --config export.json` reads this key (config.load).
@@ -113,7 +117,7 @@ def best_export(study_name: str, url: str) -> dict[str, Any]:
         "counts": counts,
         "spec": study.user_attrs.get(SPEC_ATTR),
         "evaluation": current_evaluation(study, best),
-        "data": data_fingerprint(),
+        "data": data_fingerprint(study.user_attrs.get(SPEC_ATTR)),
         "versions": package_versions(),
         "storage": storage_mod.mask_url(url),
         "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -222,7 +226,8 @@ def render_best(data: dict[str, Any]) -> RenderableType:
     counts = data.get("counts", {})
     summary = Table.grid(padding=(0, 2))
     summary.add_row("study", Text(str(data["study"])))
-    summary.add_row("best valid acc", f"{data['best_value']:.4f}")
+    metric = str(data.get("config", {}).get("metric", "accuracy"))
+    summary.add_row(f"best {METRIC_NAMES.get(metric, metric)}", f"{data['best_value']:.4f}")
     summary.add_row("trial", str(data["best_trial"]))
     attrs = data.get("user_attrs", {})
     summary.add_row("best epoch", format_value(attrs.get("best_epoch")))
@@ -232,7 +237,7 @@ def render_best(data: dict[str, Any]) -> RenderableType:
         f"{counts.get('failed', 0)} failed, {counts.get('running', 0)} running",
     )
     evaluation = data.get("evaluation")
-    if isinstance(evaluation, dict) and "test" in evaluation:
+    if isinstance(evaluation, dict) and evaluation.get("test"):  # None: no test set
         summary.add_row(
             "evaluated",
             f"test acc {evaluation['test']['mean']:.4f} ± {evaluation['test']['std']:.4f} "

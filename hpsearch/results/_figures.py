@@ -122,7 +122,7 @@ def png_optuna(data: StudyData, stem: str, function: str, kwargs: dict[str, Any]
         plt.rcParams.update({"figure.figsize": size.get(stem, (9, 5)), "figure.autolayout": True})
         with warnings.catch_warnings():  # matplotlib: a constant axis in parallel coordinates
             warnings.simplefilter("ignore", UserWarning)
-            ax = getattr(ovm, function)(_source(data, stem), target_name=METRIC, **kwargs)
+            ax = getattr(ovm, function)(_source(data, stem), target_name=data.metric, **kwargs)
     for loc in ("left", "right"):
         ax.set_title("", loc=loc)
     ax.set_title(f"{data.name}: {FIGURES[stem]}", pad=14)
@@ -186,7 +186,8 @@ def png_pairs(data: StudyData) -> Figure:
         for i in x[count > 0]:
             ax.annotate(f"{mean[i]:.3f}\nn={count[i]}", (i, mean[i]), ha="center", va="bottom")
         ax.set_xticks(x, axis.labels, rotation=30, ha="right")
-        ax.set(xlabel=axis.name, ylabel=f"mean {METRIC}", title=f"{data.name}: mean {METRIC}")
+        label = f"mean {data.metric}"
+        ax.set(xlabel=axis.name, ylabel=label, title=f"{data.name}: {label}")
         ax.margins(y=0.15)  # room for the labels above the bars
         return fig
     pairs = data.pairs()
@@ -211,9 +212,10 @@ def png_pairs(data: StudyData) -> Figure:
         ax.set(xlabel=xa.name, ylabel=ya.name)
     for ax in panels.flat[len(pairs) :]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=panels, label=f"mean {METRIC}", shrink=0.8)
+    fig.colorbar(image, ax=panels, label=f"mean {data.metric}", shrink=0.8)
     title = (
-        f"{data.name}: mean {METRIC} per pair of parameter values (trials: {len(data.points)}; "
+        f"{data.name}: mean {data.metric} per pair of parameter values "
+        f"(trials: {len(data.points)}; "
         "pruned ones count with their best epoch; n: trials in the cell)"
     )
     # Wrapped to the figure's width (~10 characters an inch at the default size): one pair
@@ -258,7 +260,8 @@ def png_curves(data: StudyData) -> Figure:
         handles.append(Line2D([], [], color="black", linewidth=2.2, label=label))
     ax.legend(handles=handles, loc="lower right", title="trial state")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch", ylabel=METRIC, title=f"{data.name}: learning curves (x: pruned here)")
+    title = f"{data.name}: learning curves (x: pruned here)"
+    ax.set(xlabel="epoch", ylabel=data.metric, title=title)
     ax.grid(alpha=0.3)
     return fig
 
@@ -297,7 +300,7 @@ def html_pairs(data: StudyData) -> Any:
             x=data.pair_axes[0].labels, y=np.nan_to_num(mean), text=text(mean, count).tolist()
         )
         return go.Figure(bar).update_layout(
-            xaxis_title=data.pair_axes[0].name, yaxis_title=f"mean {METRIC}"
+            xaxis_title=data.pair_axes[0].name, yaxis_title=f"mean {data.metric}"
         )
     pairs = data.pairs()
     ncols = min(3, len(pairs))
@@ -317,7 +320,7 @@ def html_pairs(data: StudyData) -> Any:
         fig.add_trace(heatmap, row=row, col=col)
         fig.update_xaxes(title_text=xa.name, type="category", row=row, col=col)
         fig.update_yaxes(title_text=ya.name, type="category", row=row, col=col)
-    colorbar = {"title": {"text": f"mean {METRIC}"}}
+    colorbar = {"title": {"text": f"mean {data.metric}"}}
     fig.update_layout(height=360 * nrows, coloraxis={"colorscale": "Viridis", "colorbar": colorbar})
     return fig
 
@@ -348,7 +351,7 @@ def html_curves(data: StudyData) -> Any:
         )
         shown.add(group)
     return fig.update_layout(
-        xaxis_title="epoch", yaxis_title=METRIC, legend_title_text="trial state"
+        xaxis_title="epoch", yaxis_title=data.metric, legend_title_text="trial state"
     )
 
 
@@ -356,7 +359,7 @@ def html_figures(data: StudyData) -> dict[str, Any]:
     import optuna.visualization as ov
 
     figures = {
-        stem: getattr(ov, function)(_source(data, stem), target_name=METRIC, **kwargs)
+        stem: getattr(ov, function)(_source(data, stem), target_name=data.metric, **kwargs)
         for stem, (function, kwargs) in _optuna_figures(data).items()
     }
     if "parallel" in figures:
@@ -372,15 +375,16 @@ def _html_page(info: dict[str, Any], figures: dict[str, Any]) -> str:
 
     esc = html.escape
     best = info["best"]
+    metric = info.get("metric_name", METRIC)
     counts = ", ".join(f"{n} {s}" for s, n in info["counts"].items() if n and s != "total")
     rows = [
         ("trials", f"{info['counts']['total']} ({counts})"),
-        ("best", f"trial {best['trial']}: {best['value']:.4f} {METRIC}"),
+        ("best", f"trial {best['trial']}: {best['value']:.4f} {metric}"),
         ("best params", ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items())),
         ("epochs trained", f"{info['epochs_trained']} in {info['training_seconds']:.0f} s"),
     ]
     evaluation = info.get("evaluation")
-    if isinstance(evaluation, dict) and "test" in evaluation:
+    if isinstance(evaluation, dict) and evaluation.get("test"):  # None: no test set
         test, seeds = evaluation["test"], len(evaluation.get("seeds", []))
         retrained = f"trial {evaluation.get('trial')}, {seeds} seeds"
         rows.append(("test accuracy", f"{test['mean']:.4f} ± {test['std']:.4f} ({retrained})"))
@@ -402,7 +406,7 @@ th{{text-align:left;padding-right:1em}}</style></head>
 <body><h1>hpsearch report: {esc(info["study"])}</h1>
 <table>{table}</table><ul>{notes}</ul>
 <p>{toc} · <a href="summary.json">summary.json</a></p>
-<p>Figure 1 (pairs) counts pruned trials with the best {METRIC} they reached before they were
+<p>Figure 1 (pairs) counts pruned trials with the best {metric} they reached before they were
 stopped; continuous parameters are cut into {BINS} equal bins (log-spaced for log-scale ones)
 across the values tried, unless at most {BINS} values were tried: then each has its own cell.</p>
 {sections}

@@ -22,7 +22,7 @@ from hpsearch.errors import UsageError
 from hpsearch.results import _export as export
 from hpsearch.results import _reading as reading
 from hpsearch.results._format import format_clock, format_mean_std
-from hpsearch.results._study_data import METRIC, StudyData, counts_by_state, load, total
+from hpsearch.results._study_data import StudyData, counts_by_state, load, total
 from hpsearch.search import best_trial
 
 
@@ -31,7 +31,8 @@ def summary(data: StudyData, url: str) -> dict[str, Any]:
     return {
         "study": data.name,
         "storage": storage_mod.mask_url(url),
-        "metric": f"{METRIC} (best epoch), maximized",
+        "metric": f"{data.metric} (best epoch), maximized",
+        "metric_name": data.metric,
         "counts": {**counts_by_state(trials), "total": len(trials)},
         "best": {
             "trial": best.number,
@@ -141,12 +142,12 @@ def compare(
             stored = export.current_evaluation(study, best)
             row["evaluation"] = "stored" if stored else None
         if stored is not None:
-            valid, test = stored["valid"], stored["test"]
+            valid, test = stored["valid"], stored["test"] or {}  # None: no test set
             row.update(
                 valid_mean=valid["mean"],
                 valid_std=valid["std"],
-                test_mean=test["mean"],
-                test_std=test["std"],
+                test_mean=test.get("mean"),
+                test_std=test.get("std"),
                 seeds=len(stored["seeds"]),
             )
         rows.append(row)
@@ -159,7 +160,9 @@ def _bold_if(condition: bool, text: str) -> Text:
 
 def render_compare(rows: Sequence[dict[str, Any]]) -> Table:
     """The rows of ``compare`` as a table; the best validation and test values in bold."""
-    table = Table(title="studies compared (accuracy; test: best trial retrained, mean ± std)")
+    table = Table(
+        title="studies compared (each study's metric; test: best trial retrained, mean ± std)"
+    )
     columns = "best valid,trial,retrained valid,test,seeds,complete,pruned,failed,epochs,time"
     # Folded, never cut with an ellipsis: on a narrow terminal a value wraps but stays whole.
     table.add_column("study", overflow="fold")
@@ -172,6 +175,8 @@ def render_compare(rows: Sequence[dict[str, Any]]) -> Table:
     for r in rows:
         valid = "-" if r["best_value"] is None else f"{r['best_value']:.4f}"
         test = format_mean_std(r["test_mean"], r["test_std"])
+        if r["seeds"] and r["test_mean"] is None:
+            test = "no test set"
         table.add_row(
             Text(r["study"]),
             _bold_if(r["best_value"] is not None and r["best_value"] == top["best_value"], valid),

@@ -173,6 +173,12 @@ class StudyData:
         return self.study.study_name
 
     @property
+    def metric(self) -> str:
+        """What the study maximised, as its figures name it (studies made before the metric
+        was named maximised validation accuracy)."""
+        return (self.study.metric_names or [METRIC])[0]
+
+    @property
     def points(self) -> list[tuple[dict[str, Any], float]]:
         scored = ((t.params, trial_score(t)) for t in self.trials)
         return [(p, s) for p, s in scored if s is not None]

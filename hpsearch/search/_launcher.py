@@ -39,7 +39,6 @@ from hpsearch.search._process import WorkerOrder, start
 from hpsearch.search._progress import Progress, Tracker
 from hpsearch.search._worker import DB_DOWN, db_retry_seconds, handle_stop_signals
 from hpsearch.study import StudySpec, load_study
-from hpsearch.training import ensure_data
 
 # A second stop signal this long after the first (seconds) kills the workers and exits at
 # once: an orderly stop takes a few seconds, unless a database that does not answer holds it.
@@ -394,6 +393,5 @@ def prepare(
     study is created (a bad file writes nothing) and before any worker starts."""
     spec = load_study(study, studies_dir).with_budget(trials=trials, timeout=timeout)
     url = storage_mod.resolve_url(storage)
-    ensure_data(data_dir)  # download once here, not in N workers at the same time
-    check_inputs(spec)
+    check_inputs(spec, data_dir)
     return spec, url

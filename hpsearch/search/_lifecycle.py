@@ -2,8 +2,8 @@
 enqueued) or resumed against it (interrupted trials queued again), its trials counted, its
 best trials read.
 
-The best trial has one definition here: the highest validation score among COMPLETE trials;
-a NaN or infinite value is never best.
+The best trial has one definition here: the highest validation score (the study's metric)
+among COMPLETE trials; a NaN or infinite value is never best.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsearch import storage as storage_mod
+from hpsearch.config import METRIC_NAMES
 from hpsearch.errors import StudyError
 from hpsearch.study import StudySpec, show
 
@@ -141,6 +143,9 @@ def _create(
         pruner=spec.make_pruner(),
     )
     try:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and stable enough
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAMES[spec.metric]])  # the dashboard's name for it
         for params in spec.enqueue:
             study.enqueue_trial(params, user_attrs={"enqueued": True})
     except BaseException:

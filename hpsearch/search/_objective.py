@@ -1,8 +1,9 @@
 """The Optuna objective: suggest, build, train, report, prune.
 
-Pruning takes the place of the report's patience: after every epoch the validation accuracy
-is reported to the trial and the study's pruner decides whether the trial is worth another
-epoch, comparing it with the other trials at the same epoch rather than with its own past.
+Pruning takes the place of the report's patience: after every epoch the validation score the
+study maximises (its ``metric``: accuracy or macro-F1) is reported to the trial and the
+study's pruner decides whether the trial is worth another epoch, comparing it with the other
+trials at the same epoch rather than with its own past.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import optuna
 
+from hpsearch.config import METRIC_NAMES
 from hpsearch.errors import ConfigError
 from hpsearch.storage import set_user_attrs
 from hpsearch.study import StudySpec, acts_at
@@ -21,7 +23,7 @@ from hpsearch.training import EpochStats, TrainingDiverged, train_from_config
 
 
 class Objective:
-    """Callable objective for one worker process; returns the best validation accuracy."""
+    """Callable objective for one worker process; returns the best validation score."""
 
     def __init__(
         self,
@@ -68,15 +70,20 @@ class Objective:
         set_user_attrs(trial, {"config": cfg.to_dict(), "seed": cfg.seed})
         epochs_run = 0
         started = time.perf_counter()
+        # Both scores of every epoch, whichever the study maximises: stored with the trial.
+        curves: dict[str, list[float]] = {"valid_acc": [], "valid_macro_f1": []}
 
         def on_epoch(stats: EpochStats) -> None:
             nonlocal epochs_run
             epochs_run = stats.epoch
+            curves["valid_acc"].append(stats.valid_acc)
+            curves["valid_macro_f1"].append(stats.valid_f1)
             if self.should_stop is not None and self.should_stop():
                 # Asked to stop, but the KeyboardInterrupt was lost (Python drops one raised
                 # inside a finalizer, which torch runs constantly): stop here instead.
                 raise KeyboardInterrupt
-            trial.report(stats.valid_acc, step=stats.epoch)
+            score = stats.score(cfg.metric)
+            trial.report(score, step=stats.epoch)
             # After the last epoch there is nothing left to save: a trial that trained in
             # full is a result, even if a pruner's rung falls on its final epoch.
             if (
@@ -85,9 +92,9 @@ class Objective:
                 and trial.should_prune()
             ):
                 seconds = round(time.perf_counter() - started, 3)
-                set_user_attrs(trial, {"epochs_run": epochs_run, "seconds": seconds})
+                set_user_attrs(trial, {"epochs_run": epochs_run, "seconds": seconds, **curves})
                 raise optuna.TrialPruned(
-                    f"pruned at epoch {stats.epoch} with valid_acc {stats.valid_acc:.4f}"
+                    f"pruned at epoch {stats.epoch} with {METRIC_NAMES[cfg.metric]} {score:.4f}"
                 )
 
         try:
@@ -109,9 +116,10 @@ class Objective:
                 "epochs_run": len(result.history),
                 "seconds": round(result.seconds, 3),
                 "num_parameters": result.num_parameters,
+                **curves,
             },
         )
-        return float(result.best_valid_acc)
+        return float(result.best_score)
 
 
 def _record_crash(trial: optuna.Trial, exc: Exception) -> None:

@@ -1,17 +1,21 @@
 """Preflight: what a study needs from this machine, checked before the study is created, so
-that a bad device or vectors file is one error with nothing written, not a failed trial each."""
+that a bad data file, device or vectors file is one error with nothing written, not a failed
+trial each."""
 
 from __future__ import annotations
 
-from hpsearch.config import TrainConfig
+from pathlib import Path
+
+from hpsearch.config import TrainConfig, from_mapping
 from hpsearch.errors import ConfigError
 from hpsearch.study import COMBINATIONS_LIMIT, StudySpec, combinations, show
-from hpsearch.training import resolve_device, vectors_dim
+from hpsearch.training import check_data, resolve_device, vectors_dim
 
 
-def check_inputs(spec: StudySpec) -> None:
-    """Check the study's devices and load the pretrained vectors its trials will use; raise
-    ConfigError or EmbeddingsError.
+def check_inputs(spec: StudySpec, data_dir: Path | None = None) -> None:
+    """Read and check the study's data (downloading TREC once here, not in N workers at the
+    same time), check its devices and load the pretrained vectors its trials will use; raise
+    DataError, ConfigError or EmbeddingsError.
 
     Run before the study is created, so that a device this machine lacks, a missing or
     corrupt vectors file, or an embedding_dim the vectors do not have is one error with
@@ -19,6 +23,10 @@ def check_inputs(spec: StudySpec) -> None:
     in this process, so a worker's trials do not load them again.
     """
     where = spec.path or spec.name
+    data = from_mapping({"data": spec.config.get("data", {})}, source=str(where)).data
+    searched_fraction = "valid_fraction" in spec.space
+    fraction = spec.config.get("valid_fraction", TrainConfig.valid_fraction)
+    check_data(data, data_dir, valid_fraction=None if searched_fraction else fraction)
     devices = [("config.device", spec.config.get("device", "auto"))]
     if (searched := spec.space.get("device")) is not None and searched.choices is not None:
         devices += [(f"space.device.choices[{i}]", c) for i, c in enumerate(searched.choices)]

@@ -4,7 +4,8 @@ A study file fixes part of the training configuration (``config``) and searches 
 (``space``, keyed by ``TrainConfig`` field names, so trial params map straight back onto a
 config). It also names the sampler, the pruner and the budget. Every mistake is reported when
 the file is loaded, as one line naming the file, the dotted field and the value -- never three
-epochs into a trial on a remote worker. The direction is always maximize (validation accuracy).
+epochs into a trial on a remote worker. The direction is always maximize (the validation
+score ``metric:`` names: accuracy, the default, or macro-F1).
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ import optuna
 from pydantic import BeforeValidator, Field, StrictStr, ValidationError
 
 from hpsearch import config as cfg
-from hpsearch.config import Float, Int, TrainConfig
-from hpsearch.errors import ConfigError, FieldError, did_you_mean, field_error, shown
+from hpsearch import files
+from hpsearch.config import DataConfig, Float, Int, TrainConfig
+from hpsearch.errors import (
+    ConfigError,
+    FieldError,
+    UsageError,
+    did_you_mean,
+    field_error,
+    shown,
+)
 from hpsearch.study._pruners import PrunerSection, build_pruner, parse_pruner
 from hpsearch.study._samplers import SamplerSection, build_sampler, parse_sampler
 from hpsearch.study._space import (
@@ -88,6 +97,9 @@ class StudyFile(Section):
     pruner: Annotated[PrunerSection | None, BeforeValidator(_by_name)] = None
     budget: Budget | None = None
     enqueue: Annotated[list[dict[Any, Any]] | None, Field(examples=["[{lr: 1.0e-3}]"])] = None
+    data: Any = None  # the config's data field (DataConfig), checked there
+    metric: Any = None  # the config's metric field, checked there
+    data_files: Any = None  # written by hpsearch (to_dict): recomputed from the files
 
 
 _GRID_CHECK_LIMIT = 10_000  # every grid point is validated up to this size
@@ -117,6 +129,14 @@ class StudySpec:
     timeout: float | None
     epochs: int
     enqueue: list[dict[str, Any]]
+    # Size and sha256 of each data file (none for a built-in dataset): stored with the spec,
+    # so that resuming against edited files is refused as an edited study file is.
+    data_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def metric(self) -> str:
+        """What the study maximises: ``accuracy`` or ``macro_f1`` on validation."""
+        return str(self.config.get("metric", cfg.FIELDS["metric"].default))
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Suggest every active parameter in file order; inactive ones keep the config value."""
@@ -178,18 +198,19 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON-able form; ``parse_study(spec.to_dict())`` gives the spec back."""
-        return copy.deepcopy(
-            {
-                "name": self.name,
-                "description": self.description,
-                "config": self.config,
-                "space": {name: p.to_dict() for name, p in self.space.items()},
-                "sampler": self.sampler,
-                "pruner": self.pruner,
-                "budget": {"trials": self.trials, "timeout": self.timeout, "epochs": self.epochs},
-                "enqueue": self.enqueue,
-            }
-        )
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "config": self.config,
+            "space": {name: p.to_dict() for name, p in self.space.items()},
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "budget": {"trials": self.trials, "timeout": self.timeout, "epochs": self.epochs},
+            "enqueue": self.enqueue,
+        }
+        if self.data_files:  # absent for TREC, so that studies stored before it still match
+            out["data_files"] = self.data_files
+        return copy.deepcopy(out)
 
     def differences(self, stored: Mapping[str, Any]) -> list[str]:
         """Changes from a stored ``to_dict()`` to this spec, as ``field: old -> new`` lines.
@@ -242,7 +263,18 @@ def parse_study(
         fail(src, "name", f"missing; give a name of {_NAME_RULE}")
     name, description = raw.name, raw.description or ""
 
-    fixed = {str(k): coerce(src, f"config.{k}", str(k), v) for k, v in (raw.config or {}).items()}
+    written = {str(k): v for k, v in (raw.config or {}).items()}
+    base = path.parent if path is not None else Path()
+    dataset = _parse_data(src, raw.data, written.pop("data", None), base)
+    fixed = {k: coerce(src, f"config.{k}", k, v) for k, v in written.items()}
+    if dataset != DataConfig():  # the default written out is no change
+        fixed["data"] = dataclasses.asdict(dataset)
+    if raw.metric is not None:
+        if "metric" in fixed:
+            fail(src, "config.metric", "the metric is given twice; keep the top-level metric:")
+        fixed["metric"] = coerce(src, "metric", "metric", raw.metric)
+    if fixed.get("metric") == cfg.FIELDS["metric"].default:  # the default: no change
+        del fixed["metric"]
     try:
         cfg.from_mapping(fixed, source=src)
     except FieldError as exc:
@@ -269,7 +301,18 @@ def parse_study(
     pruner = parse_pruner(src, raw.pruner, epochs)
     enqueue = _parse_enqueue(src, raw.enqueue or [], fixed, space, epochs)
     spec = StudySpec(
-        name, description, path, fixed, space, sampler, pruner, trials, timeout, epochs, enqueue
+        name,
+        description,
+        path,
+        fixed,
+        space,
+        sampler,
+        pruner,
+        trials,
+        timeout,
+        epochs,
+        enqueue,
+        _fingerprint(src, dataset),
     )
     if sampler["name"] == "grid":
         if enqueue:
@@ -283,6 +326,30 @@ def parse_study(
     else:
         _check_combinations(src, spec)
     return spec
+
+
+def _parse_data(src: str, section: Any, in_config: Any, base: Path) -> DataConfig:
+    """The ``data`` section (or ``config.data``), its relative paths taken from the study
+    file's directory, so that every worker reads the same files whatever its directory."""
+    if section is not None and in_config is not None:
+        fail(src, "config.data", "the data is given twice; keep the top-level data: section")
+    where = "data" if in_config is None else "config.data"
+    try:
+        value = cfg.coerce("data", cfg.resolve_data_paths(section or in_config or {}, base))
+    except FieldError as exc:
+        raise FieldError(src, where + exc.field.removeprefix("data"), exc.problem) from None
+    assert isinstance(value, DataConfig), value
+    return value
+
+
+def _fingerprint(src: str, data: DataConfig) -> dict[str, dict[str, Any]]:
+    out = {}
+    for role, path in data.files().items():
+        try:
+            out[path] = files.fingerprint(Path(path))
+        except UsageError as exc:
+            fail(src, f"data.{role}", str(exc))
+    return out
 
 
 def _parse_enqueue(

@@ -222,6 +222,8 @@ def _check_searchable(src: str, where: str, name: str, fixed: Mapping[str, Any])
         fail(src, where, f"unknown parameter (not a config field){did_you_mean(name, cfg.FIELDS)}")
     if name in fixed:
         fail(src, where, f"also fixed in config ({fixed[name]!r}); search it or fix it, not both")
+    if name in ("data", "metric"):
+        fail(src, where, f"cannot be searched; a study has one: set the top-level {name}:")
     if name == "epochs":
         fail(src, where, "cannot be searched; set budget.epochs (pruners stop weak trials early)")
     if name == "threads":  # speed, not the model: and run sets each worker's count itself

@@ -1,5 +1,5 @@
-"""Training one configuration: the TREC data, batching, pretrained vectors, the RNN
-classifier (with its fast CPU RNN), the training loop and checkpoints."""
+"""Training one configuration: the data (built-in TREC or your files), batching, pretrained
+vectors, the RNN classifier (with its fast CPU RNN), the training loop and checkpoints."""
 
 from hpsearch.training._checkpoint import (
     Checkpoint,
@@ -7,8 +7,16 @@ from hpsearch.training._checkpoint import (
     load_config,
     save_checkpoint,
 )
-from hpsearch.training._data import CLASSES, Dataset, ensure_data, load_dataset
 from hpsearch.training._data import SHA256 as TREC_SHA256
+from hpsearch.training._data import ensure_data
+from hpsearch.training._datasets import (
+    TREC_COARSE,
+    Dataset,
+    check_data,
+    load_dataset,
+    read_texts,
+    tokenize,
+)
 from hpsearch.training._embeddings import build_embedding_matrix, vectors_dim
 from hpsearch.training._model import RNNClassifier, count_parameters
 from hpsearch.training._train import (
@@ -21,7 +29,7 @@ from hpsearch.training._train import (
 )
 
 __all__ = [
-    "CLASSES",
+    "TREC_COARSE",
     "TREC_SHA256",
     "Checkpoint",
     "Dataset",
@@ -30,13 +38,16 @@ __all__ = [
     "TrainResult",
     "TrainingDiverged",
     "build_embedding_matrix",
+    "check_data",
     "count_parameters",
     "ensure_data",
     "load_checkpoint",
     "load_config",
     "load_dataset",
+    "read_texts",
     "resolve_device",
     "save_checkpoint",
+    "tokenize",
     "train",
     "train_from_config",
     "vectors_dim",

@@ -1,5 +1,10 @@
-"""Checkpoints: a trained model's weights, configuration and vocabulary, as plain tensors and
-containers (never pickled code), and the configuration read back from one.
+"""Checkpoints: a trained model's weights, configuration, vocabulary and class names, as plain
+tensors and containers (never pickled code), and the configuration read back from one.
+
+A checkpoint is all a prediction needs: the configuration says how texts become tokens
+(``data.tokenizer``, ``lowercase``, ``data.max_length``), the vocabulary maps them to indices
+and ``labels`` names the model's outputs. Checkpoints written before labels were stored are
+TREC's six coarse classes (the only dataset there was).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from hpsearch import files
 from hpsearch.config import TrainConfig, from_mapping
 from hpsearch.errors import ConfigError
 from hpsearch.training._data import Vocab
+from hpsearch.training._datasets import TREC_COARSE
 from hpsearch.training._model import RNNClassifier
 
 CHECKPOINT_FORMAT = 1
@@ -27,6 +33,7 @@ class Checkpoint:
     config: TrainConfig
     itos: list[str]  # the vocabulary, index -> word
     extra: dict[str, Any]
+    labels: tuple[str, ...] = TREC_COARSE  # class names, index -> label
 
 
 def save_checkpoint(
@@ -35,6 +42,8 @@ def save_checkpoint(
     cfg: TrainConfig,
     vocab: Vocab,
     extra: dict[str, Any] | None = None,
+    *,
+    labels: Sequence[str] = TREC_COARSE,
 ) -> None:
     """Save weights, config and vocabulary as plain tensors and containers (no pickled code).
 
@@ -47,6 +56,7 @@ def save_checkpoint(
         "config": cfg.to_dict(),
         "itos": list(vocab.itos),
         "num_classes": model.num_classes,
+        "labels": list(labels),
         "extra": dict(extra or {}),
     }
     # Never a half-written checkpoint under the real name, nor a stray temporary file.
@@ -69,10 +79,17 @@ def load_checkpoint(path: Path) -> Checkpoint:
         )
     cfg = from_mapping(payload["config"], source=f"{path}: config")
     itos = list(payload["itos"])
+    labels = tuple(str(label) for label in payload.get("labels", TREC_COARSE))
     model = RNNClassifier(cfg, len(itos), int(payload["num_classes"]))
+    if len(labels) != model.num_classes:
+        raise ConfigError(
+            f"{path}: {len(labels)} class names for a model of {model.num_classes} outputs"
+        )
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    return Checkpoint(model=model, config=cfg, itos=itos, extra=dict(payload["extra"]))
+    return Checkpoint(
+        model=model, config=cfg, itos=itos, extra=dict(payload["extra"]), labels=labels
+    )
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""The TREC-6 question classification data: download, verify, parse, split and encode.
+"""The TREC question classification files (download, verify) and what every dataset shares:
+the stratified split, the vocabulary and the encoding into tensors.
 
 The official CogComp files are small (~330 KB) and fixed, so they are verified by sha256
 every time they are opened, and a download is only kept once its checksum matches. The
-validation set is carved out of the training file (the test file is read only by an explicit
-evaluation), stratified by coarse class so that every class, ABBR's 86 questions included,
-keeps its share in both parts whatever the seed.
+validation set, when a dataset has no file of its own, is carved out of the training file,
+stratified by class so that every class, TREC's 86 ABBR questions included, keeps its share
+in both parts whatever the seed.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import http.client
 import logging
 import os
 import tempfile
-import threading
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,9 +28,6 @@ import torch
 from hpsearch import files as outfile
 from hpsearch import settings
 from hpsearch.errors import DataError
-
-if TYPE_CHECKING:
-    from hpsearch.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +43,6 @@ ENCODING = "iso-8859-1"  # the official files are Latin-1, not UTF-8
 
 PAD, UNK = 0, 1
 SPECIALS = ("<pad>", "<unk>")
-CLASSES: tuple[str, ...] = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
-_CLASS_INDEX = {name: i for i, name in enumerate(CLASSES)}
 
 
 # --- locating and fetching the files -----------------------------------------------------------
@@ -178,43 +172,14 @@ def ensure_data(data_dir: Path | None = None, *, download: bool = True) -> Path:
     return directory
 
 
-# --- parsing, splitting, vocabulary ------------------------------------------------------------
-
-
-def read_labelled(path: Path, *, lowercase: bool = False) -> list[tuple[int, list[str]]]:
-    """Parse ``COARSE:fine tokens...`` lines into (class index, tokens); blank lines skipped.
-
-    The files are already tokenised (punctuation split off), so whitespace splitting is exact.
-    """
-    examples: list[tuple[int, list[str]]] = []
-    try:
-        text = path.read_text(encoding=ENCODING)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        coarse, sep, fine = fields[0].partition(":")
-        if not sep or not coarse or not fine:
-            raise DataError(f"{path}:{lineno}: expected 'COARSE:fine question...', got {line!r}")
-        if coarse not in _CLASS_INDEX:
-            raise DataError(
-                f"{path}:{lineno}: unknown class {coarse!r}; expected one of {', '.join(CLASSES)}"
-            )
-        tokens = fields[1:]
-        if not tokens:
-            raise DataError(f"{path}:{lineno}: the question is empty")
-        if lowercase:
-            tokens = [token.lower() for token in tokens]
-        examples.append((_CLASS_INDEX[coarse], tokens))
-    return examples
+# --- splitting, vocabulary, encoding ---------------------------------------------------------
 
 
 def stratified_split(
-    labels: Sequence[int], valid_fraction: float, seed: int
+    labels: Sequence[int], valid_fraction: float, seed: int, *, classes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, valid) index arrays; each class contributes round(n * fraction) to valid.
+    ``classes``: how many there are (default: the largest label + 1).
 
     numpy's PCG64 stream is the same on every platform, so a seed names one split everywhere.
     Indices come back in file order: shuffling is the trainer's business.
@@ -223,7 +188,8 @@ def stratified_split(
     label_array = np.asarray(labels, dtype=np.int64)
     train_parts: list[np.ndarray] = []
     valid_parts: list[np.ndarray] = []
-    for cls in range(len(CLASSES)):  # fixed order, so the rng stream is consumed identically
+    count = classes if classes is not None else int(label_array.max(initial=-1)) + 1
+    for cls in range(count):  # fixed order, so the rng stream is consumed identically
         members = rng.permutation(np.flatnonzero(label_array == cls))
         n_valid = int(np.floor(len(members) * valid_fraction + 0.5))
         valid_parts.append(members[:n_valid])
@@ -267,7 +233,7 @@ class Split:
 
     tokens: torch.Tensor  # int64 [N, Lmax], right-padded with PAD
     lengths: torch.Tensor  # int64 [N], >= 1
-    labels: torch.Tensor  # int64 [N], index into CLASSES
+    labels: torch.Tensor  # int64 [N], index into the dataset's labels
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -285,77 +251,4 @@ def encode_split(vocab: Vocab, examples: Sequence[tuple[int, Sequence[str]]]) ->
         tokens=torch.from_numpy(tokens),
         lengths=torch.from_numpy(lengths),
         labels=torch.from_numpy(labels),
-    )
-
-
-@dataclass(frozen=True)
-class Dataset:
-    vocab: Vocab
-    train: Split
-    valid: Split
-    test: Split | None  # only when asked for: the test set is read by explicit evaluation only
-    fingerprint: dict[str, str]  # file name -> sha256, for exports
-
-
-_CacheKey = tuple[str, bool, int, int | None, float, int, bool]
-_CACHE: dict[_CacheKey, Dataset] = {}
-_CACHE_LOCK = threading.Lock()  # Optuna may run trials in threads; parse and download once
-
-
-def load_dataset(
-    cfg: TrainConfig,
-    data_dir: Path | None = None,
-    *,
-    with_test: bool = False,
-    download: bool = True,
-) -> Dataset:
-    """Verified, split and encoded TREC-6 for ``cfg``'s data fields; cached per process."""
-    directory = resolve_data_dir(data_dir)
-    key: _CacheKey = (
-        str(directory.absolute()),
-        cfg.lowercase,
-        cfg.min_freq,
-        cfg.max_vocab,
-        cfg.valid_fraction,
-        cfg.split_seed,
-        with_test,
-    )
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-        if cached is None:
-            cached = _CACHE[key] = _build(cfg, directory, with_test=with_test, download=download)
-        return cached
-
-
-def _build(cfg: TrainConfig, directory: Path, *, with_test: bool, download: bool) -> Dataset:
-    directory = ensure_data(directory, download=download)
-    examples = read_labelled(directory / TRAIN_FILE, lowercase=cfg.lowercase)
-    train_idx, valid_idx = stratified_split(
-        [label for label, _ in examples], cfg.valid_fraction, cfg.split_seed
-    )
-    if len(train_idx) == 0 or len(valid_idx) == 0:
-        raise DataError(
-            f"valid_fraction: {cfg.valid_fraction} leaves an empty train or validation split"
-        )
-    train = [examples[i] for i in train_idx]
-    valid = [examples[i] for i in valid_idx]
-    vocab = build_vocab(
-        [tokens for _, tokens in train], min_freq=cfg.min_freq, max_vocab=cfg.max_vocab
-    )
-    test = None
-    if with_test:
-        test = encode_split(vocab, read_labelled(directory / TEST_FILE, lowercase=cfg.lowercase))
-    logger.info(
-        "TREC: %d train, %d validation%s questions; vocabulary of %d words",
-        len(train),
-        len(valid),
-        f", {len(test)} test" if test is not None else "",
-        len(vocab),
-    )
-    return Dataset(
-        vocab=vocab,
-        train=encode_split(vocab, train),
-        valid=encode_split(vocab, valid),
-        test=test,
-        fingerprint=dict(SHA256),
     )

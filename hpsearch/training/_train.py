@@ -37,7 +37,8 @@ from torch import Tensor
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.training._batching import Batch, TrainBatches, eval_batches
-from hpsearch.training._data import CLASSES, Dataset, Split, load_dataset
+from hpsearch.training._data import Split
+from hpsearch.training._datasets import Dataset, load_dataset
 from hpsearch.training._model import RNNClassifier, count_parameters
 
 
@@ -54,18 +55,26 @@ class EpochStats:
     valid_acc: float
     seconds: float  # training and validation of this epoch
     penalty: float = 0.0  # alpha * sum(w^2) or alpha * sum|w| after the epoch; 0 for "none"
+    valid_f1: float = math.nan  # macro-F1 over the classes in the labels or the predictions
+
+    def score(self, metric: str) -> float:
+        """The validation score ``metric`` names (a config's ``metric``)."""
+        return self.valid_f1 if metric == "macro_f1" else self.valid_acc
 
 
 @dataclass(frozen=True)
 class TrainResult:
     history: list[EpochStats]
-    best_valid_acc: float
+    best_valid_acc: float  # the best epoch's (the epoch the config's metric chose)
     best_epoch: int
     best_state: dict[str, Tensor]  # CPU copy of the best epoch's weights
     model: RNNClassifier  # holds the LAST epoch's weights; load best_state for the best
     num_parameters: int
     seconds: float
     test_acc: float | None = None  # best-epoch weights on the test set, when asked for
+    best_score: float = math.nan  # the config's metric at the best epoch
+    best_valid_f1: float = math.nan
+    test_f1: float | None = None  # macro-F1 beside test_acc
 
 
 def resolve_device(name: str, *, source: str = "config") -> torch.device:
@@ -152,21 +161,43 @@ def evaluate(
     model: RNNClassifier, data: Split | Sequence[Batch], device: torch.device | str
 ) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of ``model`` on a split or prepared batches."""
+    loss, acc, _ = scores(model, data, device)
+    return loss, acc
+
+
+@torch.no_grad()
+def scores(
+    model: RNNClassifier, data: Split | Sequence[Batch], device: torch.device | str
+) -> tuple[float, float, float]:
+    """(mean cross-entropy, accuracy, macro-F1) of ``model`` on a split or prepared batches.
+
+    Macro-F1 averages each class's F1 over the classes that occur in the labels or the
+    predictions (as scikit-learn does), from one confusion matrix kept on the device."""
     batches = eval_batches(data, device) if isinstance(data, Split) else data
     was_training = model.training
     model.eval()
+    k = model.num_classes
     loss = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    confusion = torch.zeros(k * k, dtype=torch.long, device=device)
     count = 0
     for batch in batches:
         logits = model(batch)
         loss += F.cross_entropy(logits, batch.labels, reduction="sum")
-        correct += (logits.argmax(dim=1) == batch.labels).sum()
+        confusion += torch.bincount(batch.labels * k + logits.argmax(dim=1), minlength=k * k)
         count += len(batch)
     model.train(was_training)
     if count == 0:
-        return math.nan, math.nan
-    return float(loss) / count, float(correct) / count
+        return math.nan, math.nan, math.nan
+    return float(loss) / count, *_accuracy_and_macro_f1(confusion.view(k, k))
+
+
+def _accuracy_and_macro_f1(confusion: Tensor) -> tuple[float, float]:
+    """From a confusion matrix (rows: true class, columns: predicted)."""
+    hits = confusion.diagonal().double()
+    actual, predicted = confusion.sum(dim=1).double(), confusion.sum(dim=0).double()
+    present = (actual + predicted) > 0
+    f1 = 2 * hits[present] / (actual[present] + predicted[present])
+    return float(hits.sum() / actual.sum()), float(f1.mean())
 
 
 def train(
@@ -183,7 +214,7 @@ def train(
     torch.manual_seed(cfg.seed)  # weights, dropout; batch order has its own generator
     device = resolve_device(cfg.device)
 
-    model = RNNClassifier(cfg, len(dataset.vocab), len(CLASSES), embeddings).to(device)
+    model = RNNClassifier(cfg, len(dataset.vocab), len(dataset.labels), embeddings).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     # Persistent dense gradients: backward accumulates into them in place, and the sparse
     # embedding gradient (only the rows of the batch's words) is scattered straight in.
@@ -199,7 +230,8 @@ def train(
     valid_batches = eval_batches(dataset.valid, device)
 
     history: list[EpochStats] = []
-    best_acc, best_epoch, best_state = -1.0, 0, {}
+    best: EpochStats | None = None
+    best_state: dict[str, Tensor] = {}
     for epoch in range(1, cfg.epochs + 1):
         epoch_started = time.perf_counter()
         model.train()
@@ -228,7 +260,7 @@ def train(
                 f"loss became {float(batch_losses[bad])} at epoch {epoch}, batch {bad + 1}; "
                 + ("lower lr or grad_clip" if cfg.grad_clip else "lower lr or enable grad_clip")
             )
-        valid_loss, valid_acc = evaluate(model, valid_batches, device)
+        valid_loss, valid_acc, valid_f1 = scores(model, valid_batches, device)
         if not math.isfinite(valid_loss):
             raise TrainingDiverged(
                 f"validation loss became {valid_loss} after epoch {epoch}; lower lr"
@@ -244,10 +276,12 @@ def train(
             valid_acc=valid_acc,
             seconds=time.perf_counter() - epoch_started,
             penalty=penalty_value(cfg.regularizer, cfg.alpha, list(model.parameters())),
+            valid_f1=valid_f1,
         )
         history.append(stats)
-        if valid_acc > best_acc:  # strictly: ties keep the earlier, cheaper epoch
-            best_acc, best_epoch = valid_acc, epoch
+        # Strictly better: ties keep the earlier, cheaper epoch.
+        if best is None or stats.score(cfg.metric) > best.score(cfg.metric):
+            best = stats
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         if on_epoch is not None:
             on_epoch(stats)  # may raise (optuna.TrialPruned): it propagates as is
@@ -256,14 +290,17 @@ def train(
     model.embedding.sparse = False
     for p in params:
         p.grad = None
+    assert best is not None, "epochs >= 1"
     return TrainResult(
         history=history,
-        best_valid_acc=best_acc,
-        best_epoch=best_epoch,
+        best_valid_acc=best.valid_acc,
+        best_epoch=best.epoch,
         best_state=best_state,
         model=model,
         num_parameters=count_parameters(model),
         seconds=time.perf_counter() - started,
+        best_score=best.score(cfg.metric),
+        best_valid_f1=best.valid_f1,
     )
 
 
@@ -297,11 +334,18 @@ def train_from_config(
         best = copy.deepcopy(result.model)
         best.load_state_dict(result.best_state)
         device = next(best.parameters()).device
-        _, test_acc = evaluate(best, dataset.test, device)
-        result = dataclasses.replace(result, test_acc=test_acc)
+        _, test_acc, test_f1 = scores(best, dataset.test, device)
+        result = dataclasses.replace(result, test_acc=test_acc, test_f1=test_f1)
     if save is not None:
         from hpsearch.training._checkpoint import save_checkpoint
 
         result.model.load_state_dict(result.best_state)
-        save_checkpoint(save, result.model, cfg, dataset.vocab, {"best_epoch": result.best_epoch})
+        save_checkpoint(
+            save,
+            result.model,
+            cfg,
+            dataset.vocab,
+            {"best_epoch": result.best_epoch},
+            labels=dataset.labels,
+        )
     return result, dataset

@@ -19,8 +19,8 @@ from hpsearch.training._data import (
     TEST_FILE,
     TRAIN_FILE,
     ensure_data,
-    load_dataset,
 )
+from hpsearch.training._datasets import load_dataset
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -13,7 +13,7 @@ from hpsearch.config import TrainConfig
 from hpsearch.errors import DataError, UsageError
 from hpsearch.training import _data as data
 from hpsearch.training._data import (
-    CLASSES,
+    ENCODING,
     PAD,
     SHA256,
     TEST_FILE,
@@ -22,11 +22,23 @@ from hpsearch.training._data import (
     build_vocab,
     encode_split,
     ensure_data,
-    load_dataset,
-    read_labelled,
     resolve_data_dir,
     stratified_split,
 )
+from hpsearch.training._datasets import TREC_COARSE, load_dataset, tokenize
+from hpsearch.training._readers import read_examples
+
+CLASSES = TREC_COARSE
+
+
+def read_labelled(path: Path, *, lowercase: bool = False) -> list[tuple[int, list[str]]]:
+    """A TREC file as ``trec`` reads it: (coarse class index, whitespace tokens)."""
+    data = TrainConfig().data
+    return [
+        (CLASSES.index(e.label.partition(":")[0]), tokenize(e.text, data, lowercase=lowercase))
+        for e in read_examples(path, "trec", encoding=ENCODING)
+    ]
+
 
 # --- parsing ---------------------------------------------------------------------------------
 
@@ -45,13 +57,16 @@ def test_read_labelled_parses_labels_tokens_and_latin1(tmp_path: Path) -> None:
     ]
     lowered = read_labelled(path, lowercase=True)
     assert lowered[1][1] == ["who", "is", "pelé", "?"]
+    assert [e.label for e in read_examples(path, "trec", encoding=ENCODING)][:2] == [
+        "NUM:dist",
+        "HUM:ind",
+    ]
 
 
 @pytest.mark.parametrize(
     ("line", "message"),
     [
         ("What is this ?", "expected 'COARSE:fine question...'"),
-        ("FOO:bar What is this ?", "unknown class 'FOO'"),
         ("NUM:count", "the question is empty"),
     ],
 )

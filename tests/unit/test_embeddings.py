@@ -15,7 +15,8 @@ from gensim.models import KeyedVectors
 from hpsearch.config import TrainConfig
 from hpsearch.errors import EmbeddingsError
 from hpsearch.training import _embeddings as embeddings
-from hpsearch.training._data import PAD, UNK, Vocab, load_dataset
+from hpsearch.training._data import PAD, UNK, Vocab
+from hpsearch.training._datasets import load_dataset
 from hpsearch.training._embeddings import GLOVE_PACKAGE, build_embedding_matrix, load_vectors
 
 WORDS = {

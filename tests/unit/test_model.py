@@ -11,7 +11,8 @@ from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.training._batching import Batch, make_batch
 from hpsearch.training._checkpoint import load_checkpoint, save_checkpoint
-from hpsearch.training._data import PAD, Dataset, Split, Vocab
+from hpsearch.training._data import PAD, Split, Vocab
+from hpsearch.training._datasets import Dataset
 from hpsearch.training._model import AttentionPooling, RNNClassifier, count_parameters
 from hpsearch.training._train import train
 

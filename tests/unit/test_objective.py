@@ -19,7 +19,7 @@ from hpsearch.search._objective import Objective
 from hpsearch.search._worker import work
 from hpsearch.study import StudySpec, parse_study
 from hpsearch.study._space import parse_space
-from hpsearch.training._data import CLASSES, load_dataset
+from hpsearch.training._datasets import load_dataset
 from hpsearch.training._model import RNNClassifier, count_parameters
 
 SMALL = {"pooling": "mean", "regularizer": "none", "embedding_dim": 8, "batch_size": 256}
@@ -78,7 +78,7 @@ def test_complete_trial_records_everything_needed_to_retrain_it(trec_dir: Path) 
     assert trial.intermediate_values[attrs["best_epoch"]] == trial.value
     assert attrs["seconds"] > 0
     dataset = load_dataset(cfg, trec_dir)
-    model = RNNClassifier(cfg, len(dataset.vocab), len(CLASSES))
+    model = RNNClassifier(cfg, len(dataset.vocab), len(dataset.labels))
     assert attrs["num_parameters"] == count_parameters(model)
     assert "error" not in attrs
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.training._batching import make_batch
-from hpsearch.training._data import PAD, Dataset, Split, Vocab
+from hpsearch.training._data import PAD, Split, Vocab
+from hpsearch.training._datasets import Dataset
 from hpsearch.training._model import RNNClassifier
 from hpsearch.training._train import (
     EpochStats,
