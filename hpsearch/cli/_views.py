@@ -54,18 +54,19 @@ def counts_text(p: Progress) -> str:
     )
 
 
+def trial_head(t: FinishedTrial, p: Progress) -> str:
+    """What a finished trial did: state, score, epochs and seconds."""
+    return (
+        f"[{format_clock(p.elapsed)}] trial {t.number} {t.state}  valid acc {_score(t.value)}  "
+        f"epochs {t.epochs}/{p.epochs}  {t.seconds:.1f} s"
+    )
+
+
 def trial_line(t: FinishedTrial, p: Progress) -> str:
-    """One finished trial, as a log line: state, score, epochs, seconds, best so far,
-    progress and ETA."""
-    parts = [
-        f"[{format_clock(p.elapsed)}] trial {t.number} {t.state}",
-        f"valid acc {_score(t.value)}",
-        f"epochs {t.epochs}/{p.epochs}",
-        f"{t.seconds:.1f} s",
-        best_text(p.best),
-        f"finished {p.counts.done}/{p.budget}",
-        eta_text(p.eta),
-    ]
+    """One finished trial, as a log line: what it did, then the best so far, progress and
+    ETA (a log has no live view to read those from)."""
+    parts = [trial_head(t, p), best_text(p.best), f"finished {p.counts.done}/{p.budget}"]
+    parts.append(eta_text(p.eta))
     if t.error:
         parts.append(f"error: {t.error}")
     return "  ".join(parts)
@@ -143,8 +144,9 @@ class RunConsoleView:
         self.console.print(text, highlight=False, soft_wrap=True)
 
     def progress(self, progress: Progress) -> None:
-        for trial in progress.finished:
-            _plain(self.console, trial_line(trial, progress))
+        for trial in progress.finished:  # the rest is in the live view below
+            line = trial_head(trial, progress) + (f"  error: {trial.error}" if trial.error else "")
+            self.console.print(Text(line, no_wrap=True, overflow="ellipsis"), highlight=False)
         if self.live is None:
             # Redrawn when the launcher polls (once a second), never by a timer of its own.
             self.live = Live(console=self.console, auto_refresh=False, transient=False)

@@ -126,13 +126,15 @@ def test_the_terminal_view_shows_each_running_trial_and_redraws_once_a_second(
     assert redraws <= run.seconds + printed + 2, (redraws, run.seconds, printed)
 
 
-@pytest.mark.parametrize("moment", ["starting", "training"])
+@pytest.mark.parametrize("moment", ["starting", "started", "training"])
 def test_ctrl_c_in_a_terminal_prints_a_line_per_worker_at_most(
     tmp_path: Path, trec_dir: Path, moment: str
 ) -> None:
     run = PtyRun(_command(tmp_path, trials=2, epochs=400), cwd=tmp_path, env=_env(trec_dir))
-    if moment == "starting":
+    if moment == "starting":  # the workers not started yet
         run.wait_for(lambda text: "study view" in text)
+    elif moment == "started":  # the live view is up, no trial has finished
+        run.wait_for(lambda text: " elapsed " in text)
     else:
         run.wait_for(lambda text: len(re.findall(r"\d+/400 +0\.\d", text.split("best")[-1])) == 2)
     before = len(plain(run.output))
