@@ -18,8 +18,8 @@ import optuna
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
-from hpsearch import settings
-from hpsearch.errors import StorageError, did_you_mean
+from hpsearch import files, settings
+from hpsearch.errors import ConfigError, StorageError, did_you_mean
 
 DEFAULT_URL = "sqlite:///hpsearch.db"
 SQLITE_BUSY_TIMEOUT = 60.0  # writers queue on SQLite's single write lock; never give up early
@@ -247,11 +247,18 @@ def sqlite_path(parsed: URL) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     path = Path(str(parsed.database))
+    url = parsed.render_as_string(hide_password=True)
     if not path.parent.is_dir():
-        url = parsed.render_as_string(hide_password=True)
         raise StorageError(
             f"{url}: directory {path.parent.absolute()} does not exist (create it first)"
         )
+    if path.exists():
+        # A device or FIFO is no database: SQLite would fail on it only after its lock and
+        # journal files were made beside it (in /dev, for /dev/null).
+        try:
+            files.open_regular(path, expected="a SQLite database file").close()
+        except ConfigError as exc:
+            raise StorageError(f"{url}: {str(exc).removeprefix(f'{path}: ')}") from None
     return path
 
 
