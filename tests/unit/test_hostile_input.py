@@ -243,7 +243,10 @@ def test_corrupt_embeddings_file(workdir: Path) -> None:
     line = one_line_error(
         invoke("run", "-s", _vectors_study(workdir, vectors), "--storage", SQLITE)
     )
-    assert line.startswith(f"error: {vectors}: cannot read GloVe text vectors: ")
+    assert line == (
+        f"error: {vectors}: line 1: 'the' has 'zero'; vector values must be finite numbers "
+        "within ±3.4e38 (float32)"
+    )
     no_database(workdir)
 
 
