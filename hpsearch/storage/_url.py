@@ -7,6 +7,7 @@ them, raw or URL-encoded); ``failure`` turns a driver's error into one password-
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -19,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
 from hpsearch import files, settings
-from hpsearch.errors import ConfigError, StorageError, did_you_mean
+from hpsearch.errors import StorageError, did_you_mean
 
 DEFAULT_URL = "sqlite:///hpsearch.db"
 SQLITE_BUSY_TIMEOUT = 60.0  # writers queue on SQLite's single write lock; never give up early
@@ -252,13 +253,12 @@ def sqlite_path(parsed: URL) -> Path | None:
         raise StorageError(
             f"{url}: directory {path.parent.absolute()} does not exist (create it first)"
         )
-    if path.exists():
-        # A device or FIFO is no database: SQLite would fail on it only after its lock and
-        # journal files were made beside it (in /dev, for /dev/null).
-        try:
-            files.open_regular(path, expected="a SQLite database file").close()
-        except ConfigError as exc:
-            raise StorageError(f"{url}: {str(exc).removeprefix(f'{path}: ')}") from None
+    # A device or FIFO is no database: SQLite would fail on it only after its lock and
+    # journal files were made beside it (in /dev, for /dev/null). Checked by stat, never by
+    # opening it: closing any descriptor of a database file drops this process's SQLite locks.
+    with contextlib.suppress(OSError):
+        if (problem := files.not_regular(path.stat().st_mode)) is not None:
+            raise StorageError(f"{url}: {problem}; expected a SQLite database file")
     return path
 
 
