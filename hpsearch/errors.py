@@ -46,9 +46,13 @@ class StudyError(UsageError):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Return ' (did you mean 'x'?)' for the closest choice, or '' if none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    """Return ' (did you mean 'x'?)' for the closest choice, or '' if none is close.
+
+    Case is ignored in the comparison: ``LR`` is a typo of ``lr``, though no letter matches.
+    """
+    by_lower = {choice.lower(): choice for choice in reversed(list(choices))}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
 
 
 class FieldError(ConfigError):

@@ -281,12 +281,19 @@ def open_regular(path: Path, *, expected: str) -> BinaryIO:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    kind = stat.S_IFMT(os.fstat(fd).st_mode)
-    if kind != stat.S_IFREG:
+    if (problem := not_regular(os.fstat(fd).st_mode)) is not None:
         os.close(fd)
-        what = _KINDS.get(kind, "something else")
-        raise ConfigError(f"{path}: {what}, not a regular file; expected {expected}")
+        raise ConfigError(f"{path}: {problem}; expected {expected}")
     return os.fdopen(fd, "rb")
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file of ``mode`` (``os.stat``'s) is, said as "a FIFO, not a regular file";
+    None for a regular file."""
+    kind = stat.S_IFMT(mode)
+    if kind == stat.S_IFREG:
+        return None
+    return f"{_KINDS.get(kind, 'something else')}, not a regular file"
 
 
 def read_mapping(path: Path, *, expected: str = "a YAML or JSON file") -> dict[str, Any]:

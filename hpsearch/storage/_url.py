@@ -7,6 +7,7 @@ them, raw or URL-encoded); ``failure`` turns a driver's error into one password-
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -18,7 +19,7 @@ import optuna
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
-from hpsearch import settings
+from hpsearch import files, settings
 from hpsearch.errors import StorageError, did_you_mean
 
 DEFAULT_URL = "sqlite:///hpsearch.db"
@@ -250,11 +251,17 @@ def sqlite_path(parsed: URL) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     path = Path(str(parsed.database))
+    url = parsed.render_as_string(hide_password=True)
     if not path.parent.is_dir():
-        url = parsed.render_as_string(hide_password=True)
         raise StorageError(
             f"{url}: directory {path.parent.absolute()} does not exist (create it first)"
         )
+    # A device or FIFO is no database: SQLite would fail on it only after its lock and
+    # journal files were made beside it (in /dev, for /dev/null). Checked by stat, never by
+    # opening it: closing any descriptor of a database file drops this process's SQLite locks.
+    with contextlib.suppress(OSError):
+        if (problem := files.not_regular(path.stat().st_mode)) is not None:
+            raise StorageError(f"{url}: {problem}; expected a SQLite database file")
     return path
 
 

@@ -23,7 +23,8 @@ def find_studies_dir(studies_dir: Path | None = None) -> Path:
             if not Path(given).is_dir():
                 # The CLI hands the variable's value over as the option: name the variable.
                 how = settings.STUDIES_DIR if str(given) == from_env else "--studies-dir"
-                raise StudyError(f"{given}: studies directory not found (from {how})")
+                what = "not a directory" if Path(given).exists() else "studies directory not found"
+                raise StudyError(f"{given}: {what} (from {how})")
             return Path(given)
     if Path("studies").is_dir():
         return Path("studies")

@@ -238,7 +238,7 @@ def test_bearer_token_from_a_file(tmp_path: Path, servers: list[Server]) -> None
     [
         ({}, "set HPSEARCH_DASHBOARD_USER and HPSEARCH_DASHBOARD_PASSWORD"),
         ({"HPSEARCH_DASHBOARD_PASSWORD_FILE": "EMPTY"}, "the secret on one line"),
-        ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "MISSING"}, "cannot read it"),
+        ({"HPSEARCH_DASHBOARD_TOKEN_FILE": "MISSING"}, "MISSING: file not found"),
         ({"HPSEARCH_DASHBOARD_PASSWORD": PASSWORD}, "HPSEARCH_DASHBOARD_USER is not set"),
     ],
 )

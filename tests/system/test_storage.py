@@ -430,3 +430,20 @@ def test_full_disk_when_the_study_is_created_is_one_line(
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
     assert again.returncode == 0, again.stderr
     assert _count(tiny_disk / "study.db", "trials") == 1
+
+
+def test_checking_a_sqlite_path_keeps_this_process_s_locks(tmp_path: Path) -> None:
+    # Checking the file by opening it dropped this process's POSIX locks on it when the
+    # descriptor closed (SQLite's locks are the process's): workers met "disk I/O error".
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    storage.sqlite_path(sqlalchemy.engine.make_url(f"sqlite:///{path}"))
+    other = (
+        "import sqlite3, sys; sqlite3.connect(sys.argv[1], timeout=0).execute('BEGIN EXCLUSIVE')"
+    )
+    probe = subprocess.run([sys.executable, "-c", other, str(path)], capture_output=True, text=True)
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert "database is locked" in probe.stderr, probe.stderr

@@ -212,3 +212,51 @@ def test_a_name_differing_only_by_case_is_refused_on_every_database(
             load_study_for_reading(f"cased-{tag}", url)
     finally:
         optuna.delete_study(study_name=f"Cased-{tag}", storage=url)
+
+
+_RESUME = """
+import sys
+from hpsearch.search import open_study
+from hpsearch.study import parse_study
+space = {"lr": {"low": 1.0e-3, "high": 1.0e-2}}
+spec = parse_study({"name": sys.argv[2], "space": space}, source="t")
+open_study(spec, sys.argv[1], heartbeat=False)
+"""
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mysql", marks=pytest.mark.mysql),
+    ],
+)
+def test_launchers_resuming_at_once_queue_an_interrupted_point_once(
+    database: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Each resume queues the interrupted trials' points again; four processes resuming the
+    # same study together must queue each point once, not four times.
+    from hpsearch import storage
+
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'resumed.db'}"
+    else:
+        url = str(request.getfixturevalue(f"{database}_url"))
+    name = f"resumed-{uuid.uuid4().hex[:8]}"
+    subprocess.run([sys.executable, "-c", _RESUME, url, name], check=True)
+    study = optuna.load_study(study_name=name, storage=storage.open_storage(url, heartbeat=False))
+    try:
+        study.add_trial(
+            optuna.create_trial(
+                state=TrialState.FAIL,
+                system_attrs={"fixed_params": {"lr": 2.0e-3}},
+                user_attrs={"interrupted": True},
+            )
+        )
+        resumes = [subprocess.Popen([sys.executable, "-c", _RESUME, url, name]) for _ in range(4)]
+        assert [p.wait(timeout=120) for p in resumes] == [0, 0, 0, 0]
+        waiting = study.get_trials(states=(TrialState.WAITING,))
+        assert [t.system_attrs["fixed_params"] for t in waiting] == [{"lr": 2.0e-3}]
+    finally:
+        optuna.delete_study(study_name=name, storage=url)

@@ -214,3 +214,10 @@ def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
     assert len(message) < 300 and "\n" not in message
     with pytest.raises(ConfigError, match=r"--set .*aliases \(\*name\) are allowed only as"):
         config.parse_override("lr=[&x 1, *x]")
+
+
+def test_a_key_in_the_wrong_case_is_suggested_in_the_right_one() -> None:
+    # "unknown key 'LR'" came without a suggestion: no letter of 'LR' matches 'lr'.
+    with pytest.raises(ConfigError) as info:
+        config.load(overrides=["LR=0.1"])
+    assert str(info.value) == "--set: unknown key 'LR' (did you mean 'lr'?)"

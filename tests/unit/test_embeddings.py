@@ -276,3 +276,16 @@ def test_non_finite_vectors_in_a_binary_file_name_the_word(tmp_path: Path, kind:
         f"{path}: the vector of 'cat' (entry 2) holds inf; vector values must be finite "
         "numbers within ±3.4e38 (float32)"
     )
+
+
+def test_a_compressed_file_whose_header_promises_terabytes_is_one_line(tmp_path: Path) -> None:
+    # gensim allocated what the header said before reading a line: a MemoryError traceback.
+    import gzip
+
+    path = tmp_path / "vectors.txt.gz"
+    path.write_bytes(gzip.compress(b"999999999999 300\nthe 1\n"))
+    with pytest.raises(EmbeddingsError) as info:
+        load_vectors(str(path))
+    assert str(info.value).startswith(
+        f"{path}: line 1: the header says 999999999999 vectors of 300 values, more than a file"
+    )

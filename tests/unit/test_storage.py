@@ -4,6 +4,7 @@ cross-process budget lock (hpsearch.locks), all through the names hpsearch.stora
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import sqlite3
 import threading
@@ -581,3 +582,23 @@ def test_a_study_is_created_with_its_spec_or_not_at_all(tmp_path: Path) -> None:
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     with pytest.raises(optuna.exceptions.DuplicatedStudyError):
         storage.create_study(backend, "whole", {})
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "directory"])
+def test_a_sqlite_path_that_is_no_regular_file_is_refused_before_anything_is_made(
+    tmp_path: Path, kind: str
+) -> None:
+    # sqlite:////dev/null said "disk I/O error" after leaving null.lock and null-journal in
+    # /dev; a FIFO likewise, a directory "unable to open database file".
+    path = tmp_path / "study.db"
+    if kind == "FIFO":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    url = f"sqlite:///{path}"
+    with pytest.raises(StorageError) as info:
+        storage.open_storage(url, heartbeat=False)
+    assert str(info.value) == (
+        f"{url}: a {kind}, not a regular file; expected a SQLite database file"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]

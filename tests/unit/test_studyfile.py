@@ -498,6 +498,9 @@ def test_studies_dir_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         studyfile.find_studies_dir(tmp_path / "missing")
     with pytest.raises(StudyError, match="other: studies directory not found \\(from --studies"):
         studyfile.find_studies_dir(tmp_path / "other")
+    # A file there was "not found" too.
+    with pytest.raises(StudyError, match=r"mine\.yaml: not a directory \(from --studies-dir\)"):
+        studyfile.find_studies_dir(tmp_path / "mine.yaml")
 
 
 # --- behaviour ---------------------------------------------------------------------------------
