@@ -24,8 +24,12 @@ from hpsearch.errors import UsageError
 
 
 def plain_console(**options: Any) -> Console:
-    """A console that never parses markup (see the module docstring)."""
-    return Console(markup=False, **options)
+    """A console that never parses markup (see the module docstring). Into a pipe or a file
+    its lines are never wrapped: a log line split at an assumed width reads as two."""
+    console = Console(markup=False, **options)
+    if not console.is_terminal:
+        console.soft_wrap = True
+    return console
 
 
 console = plain_console()
