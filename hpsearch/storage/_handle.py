@@ -65,7 +65,11 @@ def database(url: str | None, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) 
     The process id is part of the key: a forked child must not reuse its parent's sockets.
     """
     resolved = resolve_url(url)
-    key = (resolved, connect_timeout, os.getpid())
+    # A relative SQLite path names another file after a chdir (a library caller, tests
+    # running commands in one process): the file, not the text, is the database.
+    path = sqlite_path(make_url(resolved))
+    where = str(path.absolute()) if path is not None else resolved
+    key = (where, connect_timeout, os.getpid())
     with _handles_guard:
         handle = _handles.get(key)
         if handle is None:
@@ -79,8 +83,10 @@ def _make(url: str, connect_timeout: float) -> Database:
     kwargs: dict[str, Any] = {"connect_args": connect_args(parsed, connect_timeout)}
     if parsed.get_backend_name() != "sqlite":
         kwargs |= {"pool_pre_ping": True, "pool_recycle": POOL_RECYCLE}
+    # The engine opens the file it was made for, whatever the working directory is later.
+    target = parsed if path is None else parsed.set(database=str(path.absolute()))
     try:
-        engine = sa.create_engine(parsed, **kwargs)
+        engine = sa.create_engine(target, **kwargs)
     except ImportError as e:
         raise missing_driver(url, e) from None
     if path is not None:
