@@ -87,6 +87,17 @@ StudiesDirOpt = Annotated[
     typer.Option("--studies-dir", envvar=settings.STUDIES_DIR, help="Where study files live."),
 ]
 
+ArtifactsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--artifacts",
+        envvar=settings.ARTIFACTS,
+        show_envvar=True,
+        help="The trained-model store, a directory every worker can reach (default: NAME.artifacts "
+        "beside a SQLite NAME.db; none for a server database).",
+        show_default=False,
+    ),
+]
 StudyNameOpt = Annotated[str, typer.Option("--study", "-s", help="Study name in the database.")]
 TrialsOpt = Annotated[
     int | None,
@@ -100,4 +111,17 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Resume even if the stud
 
 class Format(StrEnum):
     json = "json"
+    csv = "csv"
+
+
+class InputFormat(StrEnum):  # as predict.InputFormat, without importing torch at start-up
+    lines = "lines"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+
+
+class PredictFormat(StrEnum):  # as predict.OutputFormat
+    table = "table"
+    jsonl = "jsonl"
     csv = "csv"

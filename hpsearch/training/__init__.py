@@ -1,5 +1,6 @@
 """Training one configuration: the TREC data, batching, pretrained vectors, the RNN
-classifier (with its fast CPU RNN), the training loop and checkpoints."""
+classifier (with its fast CPU RNN), the training loop, checkpoints, and the trained model
+applied to new text (``Classifier``)."""
 
 from hpsearch.training._checkpoint import (
     Checkpoint,
@@ -7,15 +8,17 @@ from hpsearch.training._checkpoint import (
     load_config,
     save_checkpoint,
 )
-from hpsearch.training._data import CLASSES, Dataset, ensure_data, load_dataset
+from hpsearch.training._data import CLASSES, Dataset, ensure_data, load_dataset, tokenize
 from hpsearch.training._data import SHA256 as TREC_SHA256
 from hpsearch.training._embeddings import build_embedding_matrix, vectors_dim
+from hpsearch.training._inference import Classifier, Prediction
 from hpsearch.training._model import RNNClassifier, count_parameters
 from hpsearch.training._train import (
     EpochStats,
     TrainingDiverged,
     TrainResult,
     resolve_device,
+    save_best,
     train,
     train_from_config,
 )
@@ -24,8 +27,10 @@ __all__ = [
     "CLASSES",
     "TREC_SHA256",
     "Checkpoint",
+    "Classifier",
     "Dataset",
     "EpochStats",
+    "Prediction",
     "RNNClassifier",
     "TrainResult",
     "TrainingDiverged",
@@ -36,7 +41,9 @@ __all__ = [
     "load_config",
     "load_dataset",
     "resolve_device",
+    "save_best",
     "save_checkpoint",
+    "tokenize",
     "train",
     "train_from_config",
     "vectors_dim",

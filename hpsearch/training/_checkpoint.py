@@ -15,7 +15,7 @@ from hpsearch import config as config_mod
 from hpsearch import files
 from hpsearch.config import TrainConfig, from_mapping
 from hpsearch.errors import ConfigError
-from hpsearch.training._data import Vocab
+from hpsearch.training._data import CLASSES, Vocab
 from hpsearch.training._model import RNNClassifier
 
 CHECKPOINT_FORMAT = 1
@@ -27,6 +27,7 @@ class Checkpoint:
     config: TrainConfig
     itos: list[str]  # the vocabulary, index -> word
     extra: dict[str, Any]
+    classes: tuple[str, ...] = CLASSES  # the label of each output, index -> name
 
 
 def save_checkpoint(
@@ -35,8 +36,10 @@ def save_checkpoint(
     cfg: TrainConfig,
     vocab: Vocab,
     extra: dict[str, Any] | None = None,
+    classes: Sequence[str] = CLASSES,
 ) -> None:
-    """Save weights, config and vocabulary as plain tensors and containers (no pickled code).
+    """Save weights, config, vocabulary and class names as plain tensors and containers (no
+    pickled code): everything ``predict`` needs to classify new text without the data.
 
     ``extra`` must hold only plain values (numbers, strings, lists, dicts, tensors), so that
     ``torch.load(weights_only=True)`` can read it back.
@@ -47,6 +50,7 @@ def save_checkpoint(
         "config": cfg.to_dict(),
         "itos": list(vocab.itos),
         "num_classes": model.num_classes,
+        "classes": list(classes),
         "extra": dict(extra or {}),
     }
     # Never a half-written checkpoint under the real name, nor a stray temporary file.
@@ -68,11 +72,21 @@ def load_checkpoint(path: Path) -> Checkpoint:
             f"{path}: not an hpsearch checkpoint (format {CHECKPOINT_FORMAT} expected)"
         )
     cfg = from_mapping(payload["config"], source=f"{path}: config")
-    itos = list(payload["itos"])
-    model = RNNClassifier(cfg, len(itos), int(payload["num_classes"]))
-    model.load_state_dict(payload["state_dict"])
+    try:
+        itos = [str(word) for word in payload["itos"]]
+        num_classes = int(payload["num_classes"])
+        # Checkpoints written before class names were stored are TREC-6 ones.
+        classes = tuple(str(name) for name in payload.get("classes", CLASSES))
+        if len(classes) != num_classes:
+            raise ValueError(f"{len(classes)} class names for {num_classes} outputs")
+        model = RNNClassifier(cfg, len(itos), num_classes)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path}: damaged hpsearch checkpoint: {reason}") from None
     model.eval()
-    return Checkpoint(model=model, config=cfg, itos=itos, extra=dict(payload["extra"]))
+    extra = dict(payload.get("extra") or {})
+    return Checkpoint(model=model, config=cfg, itos=itos, extra=extra, classes=classes)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -176,18 +176,23 @@ def ensure_data(data_dir: Path | None = None, *, download: bool = True) -> Path:
 # --- parsing, splitting, vocabulary ------------------------------------------------------------
 
 
-def read_labelled(path: Path, *, lowercase: bool = False) -> list[tuple[int, list[str]]]:
-    """Parse ``COARSE:fine tokens...`` lines into (class index, tokens); blank lines skipped.
+def tokenize(text: str, *, lowercase: bool = False) -> list[str]:
+    """The words of one text, as training sees them: the files are already tokenised
+    (punctuation split off), so whitespace splitting is exact; lowered when configured.
+    ``predict`` tokenizes new text with this same function."""
+    tokens = text.split()
+    return [token.lower() for token in tokens] if lowercase else tokens
 
-    The files are already tokenised (punctuation split off), so whitespace splitting is exact.
-    """
+
+def read_labelled(path: Path, *, lowercase: bool = False) -> list[tuple[int, list[str]]]:
+    """Parse ``COARSE:fine tokens...`` lines into (class index, tokens); blank lines skipped."""
     examples: list[tuple[int, list[str]]] = []
     try:
         text = path.read_text(encoding=ENCODING)
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
+        fields = line.split(maxsplit=1)
         if not fields:
             continue
         coarse, sep, fine = fields[0].partition(":")
@@ -197,11 +202,9 @@ def read_labelled(path: Path, *, lowercase: bool = False) -> list[tuple[int, lis
             raise DataError(
                 f"{path}:{lineno}: unknown class {coarse!r}; expected one of {', '.join(CLASSES)}"
             )
-        tokens = fields[1:]
+        tokens = tokenize(fields[1] if len(fields) > 1 else "", lowercase=lowercase)
         if not tokens:
             raise DataError(f"{path}:{lineno}: the question is empty")
-        if lowercase:
-            tokens = [token.lower() for token in tokens]
         examples.append((_CLASS_INDEX[coarse], tokens))
     return examples
 

@@ -300,8 +300,15 @@ def train_from_config(
         _, test_acc = evaluate(best, dataset.test, device)
         result = dataclasses.replace(result, test_acc=test_acc)
     if save is not None:
-        from hpsearch.training._checkpoint import save_checkpoint
-
-        result.model.load_state_dict(result.best_state)
-        save_checkpoint(save, result.model, cfg, dataset.vocab, {"best_epoch": result.best_epoch})
+        save_best(save, result, cfg, dataset)
     return result, dataset
+
+
+def save_best(path: Path, result: TrainResult, cfg: TrainConfig, dataset: Dataset) -> None:
+    """Write the best epoch's weights of ``result`` as a checkpoint at ``path``."""
+    from hpsearch.training._checkpoint import save_checkpoint
+
+    result.model.load_state_dict(result.best_state)
+    save_checkpoint(
+        path, result.model, cfg, dataset.vocab, {"best_epoch": result.best_epoch}, CLASSES
+    )
