@@ -59,7 +59,7 @@ def read_texts(
     content = _read(path, name, stdin)
     field = text_field or DEFAULT_FIELD
     if kind is InputFormat.lines:
-        texts = content.splitlines()
+        texts = lines(content)
     elif kind is InputFormat.jsonl:
         texts = _jsonl(content, name, field)
     else:
@@ -67,6 +67,16 @@ def read_texts(
     if not texts:
         raise UsageError(f"{name}: no texts to classify (the input is empty)")
     return texts
+
+
+def lines(content: str) -> list[str]:
+    """The lines of ``content``, split at newlines only (``\n`` or ``\r\n``), as ``wc -l``
+    and line numbers count them: ``str.splitlines`` would also split at form feeds and
+    Unicode separators inside a text."""
+    parts = content.split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()  # the final newline ends the last line; it starts no new one
+    return [part.removesuffix("\r") for part in parts]
 
 
 def _read(path: Path | None, name: str, stdin: TextIO | None) -> str:
@@ -93,7 +103,7 @@ def _read(path: Path | None, name: str, stdin: TextIO | None) -> str:
 
 def _jsonl(content: str, name: str, field: str) -> list[str]:
     texts = []
-    for lineno, line in enumerate(content.splitlines(), start=1):
+    for lineno, line in enumerate(lines(content), start=1):
         if not line.strip():
             continue
         try:

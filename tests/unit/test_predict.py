@@ -167,6 +167,12 @@ def test_bad_input_is_one_line(
         predict.read_texts(path, text_field=field)
 
 
+def test_lines_are_split_at_newlines_only(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_bytes("a\x0cb\r\nc\u2028d\n\nlast".encode())
+    assert predict.read_texts(path) == ["a\x0cb", "c\u2028d", "", "last"]
+
+
 def test_undecodable_input_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "latin.txt"
     path.write_bytes(b"fine\ncaf\xe9\n")
