@@ -148,7 +148,9 @@ class ModelStore:
         if keep <= 0 or not math.isfinite(value):
             return False
         others = trial.study.get_trials(deepcopy=False)
-        if trial.number not in _best_numbers(others, {trial.number: value}, keep):
+        finishing = _finishing(others) | {trial.number: value}
+        if trial.number not in _best_numbers(others, finishing, keep):
+            self.remove_beyond(trial.study, keep)  # a failed trial's upload, say
             return False
         with tempfile.TemporaryDirectory(prefix="hpsearch-model-") as tmp:
             path = Path(tmp) / MODEL_FILENAME.format(number=trial.number)
@@ -159,21 +161,24 @@ class ModelStore:
             )
         # Last: only a record naming a whole, checksummed file is ever trusted.
         trial.set_user_attr(MODEL_ATTR, {"artifact_id": artifact_id, **record})
-        self.remove_beyond(trial.study, keep, running={trial.number: value})
+        self.remove_beyond(trial.study, keep, finishing={trial.number: value})
         return True
 
     def remove_beyond(
-        self, study: optuna.Study, keep: int, *, running: dict[int, float] | None = None
+        self, study: optuna.Study, keep: int, *, finishing: dict[int, float] | None = None
     ) -> list[int]:
-        """Remove the models of trials outside the best ``keep``; their trial numbers."""
+        """Remove the models of trials outside the best ``keep``; their trial numbers. A
+        trial still RUNNING is left to its own worker: it may have just uploaded, its value
+        not yet told."""
         trials = study.get_trials(deepcopy=False)
-        best = _best_numbers(trials, running or {}, keep)
+        finishing = _finishing(trials) | (finishing or {})
+        best = _best_numbers(trials, finishing, keep)
         removed = []
         for trial in trials:
             record = trial.user_attrs.get(MODEL_ATTR)
             if not isinstance(record, dict) or trial.number in best:
                 continue
-            if trial.number in (running or {}):
+            if trial.number in finishing or trial.state == TrialState.RUNNING:
                 continue
             if self._forget(study, trial, str(record["artifact_id"])):
                 removed.append(trial.number)
@@ -218,15 +223,28 @@ class ModelStore:
         return Path(dest)
 
 
-def _best_numbers(trials: Sequence[FrozenTrial], running: dict[int, float], keep: int) -> set[int]:
-    """The numbers of the best ``keep`` trials: COMPLETE ones by value, plus the ``running``
-    ones (finishing now) at the values given; ties go to the earlier trial."""
+def _finishing(trials: Sequence[FrozenTrial]) -> dict[int, float]:
+    """RUNNING trials that have stored a model, at the value recorded with it: they are
+    finishing, and count among the best before their value is told."""
+    found = {}
+    for t in trials:
+        record = t.user_attrs.get(MODEL_ATTR)
+        if t.state == TrialState.RUNNING and isinstance(record, dict) and "value" in record:
+            found[t.number] = float(record["value"])
+    return found
+
+
+def _best_numbers(
+    trials: Sequence[FrozenTrial], finishing: dict[int, float], keep: int
+) -> set[int]:
+    """The numbers of the best ``keep`` trials: COMPLETE ones by value, plus the
+    ``finishing`` ones at the values given; ties go to the earlier trial."""
     scored = [
         (t.value, t.number)
         for t in trials
         if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
     ]
-    scored += [(v, n) for n, v in running.items() if math.isfinite(v)]
+    scored += [(v, n) for n, v in finishing.items() if math.isfinite(v)]
     scored.sort(key=lambda item: (-item[0], item[1]))
     return {number for _, number in scored[:keep]}
 

@@ -61,9 +61,11 @@ def _named_after(study: str, path: Path) -> Path:
 
 def _store_models_in(directory: Path | None) -> None:
     """--artifacts for the workers: they read it from the environment (run's child processes
-    inherit it), as they read HPSEARCH_ARTIFACTS when it is set there."""
-    from hpsearch import settings
+    inherit it), as they read HPSEARCH_ARTIFACTS when it is set there. A malformed
+    HPSEARCH_KEEP_MODELS is one line here, not a failure in every worker."""
+    from hpsearch import artifacts, settings
 
+    artifacts.keep_count()
     if directory is not None:
         os.environ[settings.ARTIFACTS] = str(directory.expanduser().absolute())
 
@@ -271,6 +273,8 @@ def export_cmd(
     if model is not None:
         from hpsearch import predict
 
+        if str(model) == "-":
+            raise UsageError("--model -: a model is binary; give a file name")
         stored, note = predict.export_model(study, url, model, artifacts)
         if note:
             err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)

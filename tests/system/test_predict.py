@@ -8,14 +8,18 @@ import io
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import optuna
 import pytest
 from typer.testing import CliRunner
 
 import hpsearch
+from hpsearch import artifacts, predict
+from hpsearch import storage as storage_mod
 from hpsearch.cli import _dashboard as dashboard
 from tests.helpers.cli import invoke
 
@@ -91,3 +95,52 @@ def test_predict_study_without_a_store_says_where_to_look(cli: CliRunner) -> Non
 def test_importing_hpsearch_does_not_import_torch() -> None:
     code = "import sys, hpsearch; assert 'torch' not in sys.modules; hpsearch.load_model"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+KILLED_MID_UPLOAD = textwrap.dedent(
+    """
+    import os, shutil, signal, sys
+    from pathlib import Path
+    import optuna
+    from hpsearch import artifacts, storage
+
+    def die_halfway(source, target, *args):
+        target.write(source.read(1000))
+        target.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    study = optuna.load_study(
+        study_name="k", storage=storage.open_storage(sys.argv[1], heartbeat=False)
+    )
+    store = artifacts.ModelStore(Path(sys.argv[2]))
+    shutil.copyfileobj = die_halfway
+    trial = study.ask()
+    store.keep_if_best(trial, 0.9, lambda path: path.write_bytes(b"m" * 100_000), keep=3)
+    """
+)
+
+
+def test_a_worker_killed_mid_upload_leaves_nothing_trusted(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    directory = tmp_path / "k.artifacts"
+    study = optuna.create_study(
+        study_name="k", storage=storage_mod.open_storage(url, heartbeat=False), direction="maximize"
+    )
+    store = artifacts.ModelStore(directory)
+    first = study.ask()
+    store.keep_if_best(first, 0.5, lambda path: path.write_bytes(b"first"), keep=3)
+    study.tell(first, 0.5)
+
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_UPLOAD, url, str(directory)], timeout=120
+    )
+    assert proc.returncode == -9  # SIGKILL, in the middle of writing the file
+    names = sorted(p.name for p in directory.iterdir())
+    (kept,) = [n for n in names if not n.endswith(".part")]
+    assert len(names) == 2 and names[0].startswith(".")  # the half file, under a temp name
+    backend = getattr(study._storage, "_backend", study._storage)
+    trials = optuna.load_study(study_name="k", storage=backend).trials
+    assert [artifacts.stored_model(t) is not None for t in trials] == [True, False]
+    _, model, _ = predict.best_stored_model("k", url, directory)
+    assert model.artifact_id == kept and model.trial_number == 0
+    assert store.fetch(model, tmp_path / "out.pt").read_bytes() == b"first"

@@ -99,6 +99,23 @@ def test_only_the_best_few_keep_their_model(tmp_path: Path) -> None:
     assert out.read_bytes() == b"model of trial 3"
 
 
+def test_another_workers_model_is_safe_until_its_trial_is_told(tmp_path: Path) -> None:
+    study, _ = _study(tmp_path)
+    store = ModelStore(tmp_path / "db.artifacts")
+    other = study.ask()  # another worker: uploaded, its value not yet told
+    assert store.keep_if_best(other, 0.95, _fake_model(other), keep=1)  # type: ignore[arg-type]
+    failed = study.ask()  # a worker that uploaded, then failed to tell its value
+    assert store.keep_if_best(failed, 0.99, _fake_model(failed), keep=2)  # type: ignore[arg-type]
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    for value in (0.1, 0.2):
+        trial = study.ask()
+        store.keep_if_best(trial, value, _fake_model(trial), keep=1)  # type: ignore[arg-type]
+        study.tell(trial, value)
+    assert _kept(study) == [other.number]  # finishing at 0.95 it outranks them; failed is gone
+    study.tell(other, 0.95)
+    assert _kept(study) == [other.number]
+
+
 def test_keep_zero_stores_nothing(tmp_path: Path) -> None:
     study, url = _study(tmp_path)
     _run(study, ModelStore(tmp_path / "db.artifacts"), VALUES[:2], keep=0)
