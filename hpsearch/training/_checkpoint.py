@@ -71,8 +71,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise ConfigError(
             f"{path}: not an hpsearch checkpoint (format {CHECKPOINT_FORMAT} expected)"
         )
-    cfg = from_mapping(payload["config"], source=f"{path}: config")
     try:
+        cfg = from_mapping(payload["config"], source=f"{path}: config")
         itos = [str(word) for word in payload["itos"]]
         num_classes = int(payload["num_classes"])
         # Checkpoints written before class names were stored are TREC-6 ones.
@@ -81,7 +81,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
             raise ValueError(f"{len(classes)} class names for {num_classes} outputs")
         model = RNNClassifier(cfg, len(itos), num_classes)
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except KeyError as exc:
+        raise ConfigError(f"{path}: damaged hpsearch checkpoint: no {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"{path}: damaged hpsearch checkpoint: {reason}") from None
     model.eval()

@@ -85,6 +85,18 @@ def test_an_old_checkpoint_without_class_names_is_trec(tmp_path: Path) -> None:
     assert hpsearch.load_model(path).classes == CLASSES
 
 
+@pytest.mark.parametrize("damage", ["config", "itos", "state_dict", "classes"])
+def test_a_checkpoint_missing_a_part_is_one_line(model_path: Path, damage: str) -> None:
+    payload = torch.load(model_path, weights_only=True)
+    if damage == "classes":
+        payload["classes"] = ["only", "two"]  # for three outputs
+    else:
+        del payload[damage]
+    torch.save(payload, model_path)
+    with pytest.raises(ConfigError, match=r"m\.pt: damaged hpsearch checkpoint: "):
+        hpsearch.load_model(model_path)
+
+
 def test_batched_predictions_come_back_in_input_order(model_path: Path) -> None:
     model = hpsearch.load_model(model_path)
     together = model.predict_proba(TEXTS, batch_size=2)  # sorted by length, several batches
