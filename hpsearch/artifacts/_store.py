@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
@@ -68,10 +68,6 @@ class AtomicFileSystemStore(FileSystemArtifactStore):
     """Optuna's file-system store, writing each artifact under a temporary name and renaming
     it into place, so that a reader never sees half a file under an artifact's id."""
 
-    def __init__(self, base_path: Path) -> None:
-        super().__init__(base_path)
-        self.base_path = base_path
-
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         path = self._get_filepath(artifact_id)
         try:
@@ -97,9 +93,6 @@ class StoredModel:
     sha256: str
     size: int
 
-    def to_attr(self) -> dict[str, Any]:
-        return {"artifact_id": self.artifact_id, "sha256": self.sha256, "bytes": self.size}
-
 
 def stored_model(trial: FrozenTrial) -> StoredModel | None:
     """The trial's model record, or None when it has none (or it was removed)."""
@@ -108,14 +101,17 @@ def stored_model(trial: FrozenTrial) -> StoredModel | None:
         return None
     if not trial.system_attrs.get(ARTIFACTS_PREFIX + str(record.get("artifact_id"))):
         return None  # the upload did not finish, or the model was removed since
-    return StoredModel(
-        trial_number=trial.number,
-        trial_id=trial._trial_id,
-        value=float(trial.value if trial.value is not None else record.get("value", math.nan)),
-        artifact_id=str(record["artifact_id"]),
-        sha256=str(record["sha256"]),
-        size=int(record["bytes"]),
-    )
+    try:
+        return StoredModel(
+            trial_number=trial.number,
+            trial_id=trial._trial_id,
+            value=float(trial.value if trial.value is not None else record["value"]),
+            artifact_id=str(record["artifact_id"]),
+            sha256=str(record["sha256"]),
+            size=int(record["bytes"]),
+        )
+    except (KeyError, TypeError, ValueError):  # not a record hpsearch wrote
+        return None
 
 
 def _sha256(path: Path) -> str:
@@ -176,9 +172,9 @@ class ModelStore:
         removed = []
         for trial in trials:
             record = trial.user_attrs.get(MODEL_ATTR)
-            if not isinstance(record, dict) or trial.number in best:
+            if not isinstance(record, dict) or "artifact_id" not in record:
                 continue
-            if trial.number in finishing or trial.state == TrialState.RUNNING:
+            if trial.number in best | finishing.keys() or trial.state == TrialState.RUNNING:
                 continue
             if self._forget(study, trial, str(record["artifact_id"])):
                 removed.append(trial.number)
@@ -229,8 +225,9 @@ def _finishing(trials: Sequence[FrozenTrial]) -> dict[int, float]:
     found = {}
     for t in trials:
         record = t.user_attrs.get(MODEL_ATTR)
-        if t.state == TrialState.RUNNING and isinstance(record, dict) and "value" in record:
-            found[t.number] = float(record["value"])
+        value = record.get("value") if isinstance(record, dict) else None
+        if t.state == TrialState.RUNNING and isinstance(value, int | float):
+            found[t.number] = float(value)
     return found
 
 

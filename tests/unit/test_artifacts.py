@@ -116,6 +116,15 @@ def test_another_workers_model_is_safe_until_its_trial_is_told(tmp_path: Path) -
     assert _kept(study) == [other.number]
 
 
+def test_a_model_attribute_hpsearch_did_not_write_is_ignored(tmp_path: Path) -> None:
+    study, _ = _study(tmp_path)
+    study.enqueue_trial({}, user_attrs={MODEL_ATTR: {"artifact_id": 7}})
+    study.enqueue_trial({}, user_attrs={MODEL_ATTR: "mine"})
+    _run(study, ModelStore(tmp_path / "db.artifacts"), [0.9, 0.8, 0.1], keep=1)
+    assert _kept(study) == [0]  # its own record replaced the foreign one; nothing crashed
+    assert [artifacts.stored_model(t) is None for t in _fresh(study)] == [False, True, True]
+
+
 def test_keep_zero_stores_nothing(tmp_path: Path) -> None:
     study, url = _study(tmp_path)
     _run(study, ModelStore(tmp_path / "db.artifacts"), VALUES[:2], keep=0)
