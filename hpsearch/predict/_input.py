@@ -82,6 +82,8 @@ def lines(content: str) -> list[str]:
 def _read(path: Path | None, name: str, stdin: TextIO | None) -> str:
     if path is None:
         stream = stdin if stdin is not None else sys.stdin
+        if stream.isatty():  # waiting for typed texts would look like a hang
+            raise UsageError("no texts: give a file of texts, or pipe them into standard input")
         raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
     else:
         try:

@@ -185,6 +185,15 @@ def test_lines_are_split_at_newlines_only(tmp_path: Path) -> None:
     assert predict.read_texts(path) == ["a\x0cb", "c\u2028d", "", "last"]
 
 
+def test_a_terminal_on_stdin_is_no_input() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with pytest.raises(UsageError, match="no texts: give a file of texts, or pipe them"):
+        predict.read_texts(None, stdin=Terminal("typed"))
+
+
 def test_undecodable_input_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "latin.txt"
     path.write_bytes(b"fine\ncaf\xe9\n")
