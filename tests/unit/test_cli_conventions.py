@@ -124,6 +124,6 @@ def test_best_formats(cli: CliRunner, tiny: str) -> None:
     value = invoke(cli, "best", "-s", "tiny", "--storage", tiny, "-f", "value")
     assert (value.stdout, value.stderr) == ("0.83\n", "")
     table = invoke(cli, "best", "-s", "tiny", "--storage", tiny)
-    assert "best valid acc" in table.stdout and "0.8300" in table.stdout
+    assert "best validation accuracy" in table.stdout and "0.8300" in table.stdout
     bad = invoke(cli, "best", "-s", "tiny", "--storage", tiny, "-f", "yaml")
     assert bad.exit_code == 2 and "yaml" in bad.output

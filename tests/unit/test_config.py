@@ -220,4 +220,6 @@ def test_a_key_in_the_wrong_case_is_suggested_in_the_right_one() -> None:
     # "unknown key 'LR'" came without a suggestion: no letter of 'LR' matches 'lr'.
     with pytest.raises(ConfigError) as info:
         config.load(overrides=["LR=0.1"])
-    assert str(info.value) == "--set: unknown key 'LR' (did you mean 'lr'?)"
+    assert str(info.value) == (
+        "--set: LR: unknown field (did you mean 'lr'?); docs/configuration.md lists the fields"
+    )
