@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 
-from hpsearch.errors import StorageError
+from hpsearch.errors import StorageError, UsageError
 
 STORAGE = "HPSEARCH_STORAGE"  # the database URL (--storage); default sqlite:///hpsearch.db
 OPTUNA_STORAGE = "OPTUNA_STORAGE"  # Optuna's variable for it: used when STORAGE is unset
 DATA_DIR = "HPSEARCH_DATA_DIR"  # where the TREC files are (--data-dir)
 TREC_URL = "HPSEARCH_TREC_URL"  # a mirror of the TREC files: a base URL, file names appended
+ARTIFACTS = "HPSEARCH_ARTIFACTS"  # the trained-model store, a directory (--artifacts)
+KEEP_MODELS = "HPSEARCH_KEEP_MODELS"  # how many of a study's best trials keep their model
 STUDIES_DIR = "HPSEARCH_STUDIES_DIR"  # where study files are looked up by name (--studies-dir)
 DB_RETRY_SECONDS = "HPSEARCH_DB_RETRY_SECONDS"  # how long a worker waits out a lost database
 HEARTBEAT_INTERVAL = "HPSEARCH_HEARTBEAT_INTERVAL"  # seconds between a running trial's beats
@@ -72,4 +74,18 @@ def seconds(name: str, default: float) -> float:
         number = -1.0
     if not number >= 0:  # also rejects nan; inf waits for ever
         raise StorageError(f"environment: {name} ({value!r}) must be a number of seconds >= 0")
+    return number
+
+
+def count(name: str, default: int) -> int:
+    """A whole number >= 0, or ``default`` when unset."""
+    value = text(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise UsageError(f"environment: {name} ({value!r}) must be a whole number >= 0")
     return number

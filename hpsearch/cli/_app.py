@@ -19,10 +19,13 @@ import typer
 from rich.text import Text
 
 from hpsearch.cli._common import (
+    ArtifactsOpt,
     BestFormat,
     DataDirOpt,
     ForceOpt,
     Format,
+    InputFormat,
+    PredictFormat,
     StorageOpt,
     StudiesDirOpt,
     StudyNameOpt,
@@ -65,6 +68,17 @@ def _named_after(study: str, path: Path) -> Path:
     if not is_plain_name(study):
         raise UsageError(f"study {study!r}: its name is no file name; give --output")
     return path
+
+
+def _store_models_in(directory: Path | None) -> None:
+    """--artifacts for the workers: they read it from the environment (run's child processes
+    inherit it), as they read HPSEARCH_ARTIFACTS when it is set there. A malformed
+    HPSEARCH_KEEP_MODELS is one line here, not a failure in every worker."""
+    from hpsearch import artifacts, settings
+
+    artifacts.keep_count()
+    if directory is not None:
+        os.environ[settings.ARTIFACTS] = str(directory.expanduser().absolute())
 
 
 @command("data")
@@ -156,11 +170,13 @@ def run_cmd(
     data_dir: DataDirOpt = None,
     studies_dir: StudiesDirOpt = None,
     force: ForceOpt = False,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Run a study with N local worker processes; running it again resumes it.
 
     Example: hpsearch run --study regularization --workers 4 --trials 40
     """
+    _store_models_in(artifacts)
     try:  # the imports too: torch takes seconds to import, and Ctrl-C may come meanwhile
         from hpsearch import search
         from hpsearch.cli._views import run_view, show_result
@@ -205,6 +221,7 @@ def worker_cmd(
             help="Added to the sampler seed; give each worker its own (default: the pid).",
         ),
     ] = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Join a study from any machine and run its trials until the budget is spent.
 
@@ -212,6 +229,7 @@ def worker_cmd(
     """
     from hpsearch import search
 
+    _store_models_in(artifacts)
     spec, url = search.prepare(
         study, studies_dir=studies_dir, trials=trials, timeout=timeout,
         storage=storage, data_dir=data_dir,
@@ -247,8 +265,13 @@ def export_cmd(
         Format, typer.Option("--format", "-f", help="json: best; csv: all.")
     ] = Format.json,
     storage: StorageOpt = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Write the best trial's stored model (a checkpoint) here."),
+    ] = None,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
-    """Export the best configuration (JSON) or all trials (CSV).
+    """Export the best configuration (JSON), all trials (CSV) or the best stored model.
 
     Example: hpsearch export --study regularization -o best.json && hpsearch train -c best.json
     """
@@ -257,6 +280,18 @@ def export_cmd(
 
     study = _stored_name(study)
     url = storage_mod.resolve_url(storage)
+    if model is not None:
+        from hpsearch import predict
+
+        if str(model) == "-":
+            raise UsageError("--model -: a model is binary; give a file name")
+        stored, note = predict.export_model(study, url, model, artifacts)
+        if note:
+            err_console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(
+            f"wrote {model} (trial {stored.trial_number})", markup=False, highlight=False
+        )
+        return
     if fmt is Format.csv:
         path = output or _named_after(study, Path(f"{study}.csv"))
         text = results.trials_csv(study, url)
@@ -268,6 +303,61 @@ def export_cmd(
     else:
         files.write_text(path, text)
         err_console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+
+
+@command("predict")
+def predict_cmd(
+    input_file: Annotated[
+        Path | None,
+        typer.Argument(help="Texts: one per line, or .csv/.tsv/.jsonl; - or none: stdin."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="A checkpoint (train --save, export).")
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", "-s", help="Use this study's best stored model.")
+    ] = None,
+    text_field: Annotated[
+        str | None, typer.Option("--text-field", help="CSV column or JSON field (default text).")
+    ] = None,
+    input_format: Annotated[
+        InputFormat | None,
+        typer.Option("--input-format", help="Default: from the extension; stdin: lines."),
+    ] = None,
+    fmt: Annotated[
+        PredictFormat | None,
+        typer.Option("--format", "-f", help="Default: table on a terminal, jsonl otherwise."),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", "-k", help="Classes shown per text.")] = 1,
+    storage: StorageOpt = None,
+    artifacts: ArtifactsOpt = None,
+) -> None:
+    """Classify texts with a trained model: a checkpoint or a study's best stored model.
+
+    Example: hpsearch predict --study regularization questions.txt --format jsonl --top 2
+    """
+    from hpsearch import predict
+    from hpsearch import storage as storage_mod
+
+    if (model is None) == (study is None):
+        raise UsageError("give one of --model FILE or --study NAME")
+    if model is not None:
+        classifier = predict.load_checkpoint_file(model)
+    else:
+        assert study is not None
+        url = storage_mod.resolve_url(storage)
+        classifier = predict.load_study_model(study, url, artifacts)
+    k = predict.check_top(top, classifier)
+    kind = predict.InputFormat(input_format) if input_format else None
+    texts = predict.read_texts(input_file, fmt=kind, text_field=text_field)
+    predictions = classifier.top(texts, k)
+    out = fmt or (PredictFormat.table if console.is_terminal else PredictFormat.jsonl)
+    if out is PredictFormat.table:
+        console.print(predict.render_table(texts, predictions))
+    elif out is PredictFormat.csv:
+        predict.write_csv(sys.stdout, texts, predictions)
+    else:
+        predict.write_jsonl(sys.stdout, texts, predictions)
 
 
 @command("best")
@@ -422,8 +512,11 @@ def dashboard_cmd(
             "use the dashboard.",
         ),
     ] = False,
+    artifacts: ArtifactsOpt = None,
 ) -> None:
     """Serve optuna-dashboard on the study database, read-only unless --allow-writes.
+
+    Each trial's stored model is listed with it and can be downloaded.
 
     Beyond loopback (--host) it needs credentials, from the environment only:
     HPSEARCH_DASHBOARD_USER with HPSEARCH_DASHBOARD_PASSWORD (basic auth) and/or
@@ -441,6 +534,7 @@ def dashboard_cmd(
         port=port,
         allow_writes=allow_writes,
         insecure=insecure,
+        artifacts_dir=artifacts,
     )
 
 

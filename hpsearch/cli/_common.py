@@ -119,6 +119,17 @@ StudiesDirOpt = Annotated[
     typer.Option("--studies-dir", envvar=settings.STUDIES_DIR, help="Where study files live."),
 ]
 
+ArtifactsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--artifacts",
+        envvar=settings.ARTIFACTS,
+        show_envvar=True,
+        help="The trained-model store, a directory every worker can reach (default: NAME.artifacts "
+        "beside a SQLite NAME.db; none for a server database).",
+        show_default=False,
+    ),
+]
 StudyNameOpt = Annotated[
     str,
     typer.Option(
@@ -127,6 +138,7 @@ StudyNameOpt = Annotated[
         help="A study's name in the database, or the path of its study file (its name: is used).",
     ),
 ]
+
 TrialsOpt = Annotated[
     int | None,
     typer.Option("--trials", "-n", help="Finished trials for the study (all workers)."),
@@ -146,3 +158,16 @@ class BestFormat(StrEnum):  # as `optuna best-trial --format`
     table = "table"
     json = "json"
     value = "value"
+
+
+class InputFormat(StrEnum):  # as predict.InputFormat, without importing torch at start-up
+    lines = "lines"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
+
+
+class PredictFormat(StrEnum):  # as predict.OutputFormat
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"

@@ -29,8 +29,9 @@ import optuna_dashboard
 import waitress
 from optuna.storages import RDBStorage
 
-from hpsearch import files, settings
+from hpsearch import artifacts, files, settings
 from hpsearch import storage as storage_mod
+from hpsearch.artifacts import AtomicFileSystemStore
 from hpsearch.cli._dashboard_auth import Credentials, guard
 from hpsearch.errors import ConfigError, StorageError, UsageError
 from hpsearch.results import database_exists
@@ -53,11 +54,22 @@ def _open(url: str) -> RDBStorage:
 
 
 def make_app(
-    url: str, *, credentials: Credentials | None = None, allow_writes: bool = False
+    url: str,
+    *,
+    credentials: Credentials | None = None,
+    allow_writes: bool = False,
+    artifacts_dir: Path | None = None,
 ) -> WSGIApplication:
     """The dashboard as a guarded WSGI application (for tests, or another WSGI server)."""
-    app = optuna_dashboard.wsgi(_open(url))
+    app = optuna_dashboard.wsgi(_open(url), artifact_store=_model_store(url, artifacts_dir))
     return guard(app, credentials=credentials, allow_writes=allow_writes)
+
+
+def _model_store(url: str, directory: Path | None) -> AtomicFileSystemStore | None:
+    """The trained models' store, so that the dashboard lists each trial's model and offers
+    it for download (none for a server database without --artifacts)."""
+    found = artifacts.store_dir(url, directory)
+    return None if found is None else AtomicFileSystemStore(found)
 
 
 def credentials_from_env(environ: Mapping[str, str]) -> Credentials | None:
@@ -137,6 +149,7 @@ def serve(
     allow_writes: bool = False,
     insecure: bool = False,
     environ: Mapping[str, str] | None = None,
+    artifacts_dir: Path | None = None,
 ) -> None:
     """Serve optuna-dashboard on ``url``'s database until interrupted (Ctrl-C or SIGTERM)."""
     credentials = credentials_from_env(os.environ if environ is None else environ)
@@ -153,7 +166,7 @@ def serve(
     family, address = addresses[0]
     sock = _listen(family, address, host, port)
     app = guard(
-        optuna_dashboard.wsgi(storage),
+        optuna_dashboard.wsgi(storage, artifact_store=_model_store(url, artifacts_dir)),
         credentials=credentials,
         allow_writes=allow_writes,
         loopback_hosts_only=credentials is None and local,

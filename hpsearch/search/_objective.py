@@ -8,6 +8,7 @@ trials at the same epoch rather than with its own past.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -15,11 +16,21 @@ from pathlib import Path
 
 import optuna
 
-from hpsearch.config import METRIC_NAMES
-from hpsearch.errors import ConfigError
+from hpsearch.artifacts import ModelStore
+from hpsearch.config import METRIC_NAMES, TrainConfig
+from hpsearch.errors import ConfigError, UsageError
 from hpsearch.storage import set_user_attrs
 from hpsearch.study import StudySpec, acts_at
-from hpsearch.training import EpochStats, TrainingDiverged, train_from_config
+from hpsearch.training import (
+    Dataset,
+    EpochStats,
+    TrainingDiverged,
+    TrainResult,
+    save_best,
+    train_from_config,
+)
+
+logger = logging.getLogger(__name__)
 
 
 class Objective:
@@ -33,8 +44,12 @@ class Objective:
         data_dir: Path | None = None,
         threads: int | None = None,
         should_stop: Callable[[], bool] | None = None,
+        models: ModelStore | None = None,
+        keep_models: int = 0,
     ) -> None:
         self.spec = spec
+        self.models = models  # where the best trials' models go; None: nowhere
+        self.keep_models = keep_models
         self.worker = worker
         self.data_dir = data_dir
         self.threads = threads
@@ -98,7 +113,7 @@ class Objective:
                 )
 
         try:
-            result, _ = train_from_config(cfg, self.data_dir, on_epoch=on_epoch)
+            result, dataset = train_from_config(cfg, self.data_dir, on_epoch=on_epoch)
         except TrainingDiverged as exc:
             # A diverged run is a property of its parameters, not a crash: record why, so the
             # dashboard shows it, and let Optuna mark the trial FAIL.
@@ -119,7 +134,25 @@ class Objective:
                 **curves,
             },
         )
+        self._store_model(trial, result, cfg, dataset)
         return float(result.best_score)
+
+    def _store_model(
+        self, trial: optuna.Trial, result: TrainResult, cfg: TrainConfig, dataset: Dataset
+    ) -> None:
+        """Keep the best epoch's model if the trial ranks among the best few. A store that
+        fails (a full disk) costs the model, not the trial's result."""
+        if self.models is None:
+            return
+        try:
+            self.models.keep_if_best(
+                trial,
+                float(result.best_score),
+                lambda path: save_best(path, result, cfg, dataset),
+                keep=self.keep_models,
+            )
+        except (OSError, UsageError) as exc:
+            logger.warning("trial %d: its model was not stored: %s", trial.number, exc)
 
 
 def _record_crash(trial: optuna.Trial, exc: Exception) -> None:

@@ -212,8 +212,9 @@ def work(
     study = open_study(spec, url, force=force, seed_offset=seed_offset)
     should_stop = stop.is_set if stop is not None else None
     objective = Objective(
-        spec, worker=worker, data_dir=data_dir, threads=threads, should_stop=should_stop
-    )
+        spec, worker=worker, data_dir=data_dir, threads=threads, should_stop=should_stop,
+        **_model_store(url),
+    )  # fmt: skip
     summary = WorkerSummary(worker)
     while True:
         if stop is not None and stop.is_set():
@@ -425,3 +426,14 @@ def _without_traceback(record: logging.LogRecord) -> bool:
     record.exc_info = None
     record.exc_text = None
     return True
+
+
+def _model_store(url: str) -> dict[str, Any]:
+    """The objective's model store arguments: the store of ``url``'s database and how many
+    models it keeps (none without a store directory)."""
+    from hpsearch import artifacts
+
+    directory = artifacts.store_dir(url)
+    if directory is None:
+        return {}
+    return {"models": artifacts.ModelStore(directory), "keep_models": artifacts.keep_count()}

@@ -1,5 +1,6 @@
 """Training one configuration: the data (built-in TREC or your files), batching, pretrained
-vectors, the RNN classifier (with its fast CPU RNN), the training loop and checkpoints."""
+vectors, the RNN classifier (with its fast CPU RNN), the training loop, checkpoints, and the
+trained model applied to new text (``Classifier``)."""
 
 from hpsearch.training._checkpoint import (
     Checkpoint,
@@ -18,12 +19,14 @@ from hpsearch.training._datasets import (
     tokenize,
 )
 from hpsearch.training._embeddings import build_embedding_matrix, vectors_dim
+from hpsearch.training._inference import Classifier, Prediction
 from hpsearch.training._model import RNNClassifier, count_parameters
 from hpsearch.training._train import (
     EpochStats,
     TrainingDiverged,
     TrainResult,
     resolve_device,
+    save_best,
     train,
     train_from_config,
 )
@@ -32,8 +35,10 @@ __all__ = [
     "TREC_COARSE",
     "TREC_SHA256",
     "Checkpoint",
+    "Classifier",
     "Dataset",
     "EpochStats",
+    "Prediction",
     "RNNClassifier",
     "TrainResult",
     "TrainingDiverged",
@@ -46,6 +51,7 @@ __all__ = [
     "load_dataset",
     "read_texts",
     "resolve_device",
+    "save_best",
     "save_checkpoint",
     "tokenize",
     "train",

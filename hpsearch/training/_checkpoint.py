@@ -45,7 +45,8 @@ def save_checkpoint(
     *,
     labels: Sequence[str] = TREC_COARSE,
 ) -> None:
-    """Save weights, config and vocabulary as plain tensors and containers (no pickled code).
+    """Save weights, config, vocabulary and class names as plain tensors and containers (no
+    pickled code): everything ``predict`` needs to classify new text without the data.
 
     ``extra`` must hold only plain values (numbers, strings, lists, dicts, tensors), so that
     ``torch.load(weights_only=True)`` can read it back.
@@ -77,19 +78,23 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise ConfigError(
             f"{path}: not an hpsearch checkpoint (format {CHECKPOINT_FORMAT} expected)"
         )
-    cfg = from_mapping(payload["config"], source=f"{path}: config")
-    itos = list(payload["itos"])
-    labels = tuple(str(label) for label in payload.get("labels", TREC_COARSE))
-    model = RNNClassifier(cfg, len(itos), int(payload["num_classes"]))
-    if len(labels) != model.num_classes:
-        raise ConfigError(
-            f"{path}: {len(labels)} class names for a model of {model.num_classes} outputs"
-        )
-    model.load_state_dict(payload["state_dict"])
+    try:
+        cfg = from_mapping(payload["config"], source=f"{path}: config")
+        itos = [str(word) for word in payload["itos"]]
+        num_classes = int(payload["num_classes"])
+        labels = tuple(str(label) for label in payload.get("labels", TREC_COARSE))
+        if len(labels) != num_classes:
+            raise ValueError(f"{len(labels)} class names for a model of {num_classes} outputs")
+        model = RNNClassifier(cfg, len(itos), num_classes)
+        model.load_state_dict(payload["state_dict"])
+    except KeyError as exc:
+        raise ConfigError(f"{path}: damaged hpsearch checkpoint: no {exc}") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path}: damaged hpsearch checkpoint: {reason}") from None
     model.eval()
-    return Checkpoint(
-        model=model, config=cfg, itos=itos, extra=dict(payload["extra"]), labels=labels
-    )
+    extra = dict(payload.get("extra") or {})
+    return Checkpoint(model=model, config=cfg, itos=itos, extra=extra, labels=labels)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

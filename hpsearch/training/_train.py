@@ -337,15 +337,20 @@ def train_from_config(
         _, test_acc, test_f1 = scores(best, dataset.test, device)
         result = dataclasses.replace(result, test_acc=test_acc, test_f1=test_f1)
     if save is not None:
-        from hpsearch.training._checkpoint import save_checkpoint
-
-        result.model.load_state_dict(result.best_state)
-        save_checkpoint(
-            save,
-            result.model,
-            cfg,
-            dataset.vocab,
-            {"best_epoch": result.best_epoch},
-            labels=dataset.labels,
-        )
+        save_best(save, result, cfg, dataset)
     return result, dataset
+
+
+def save_best(path: Path, result: TrainResult, cfg: TrainConfig, dataset: Dataset) -> None:
+    """Write the best epoch's weights of ``result`` as a checkpoint at ``path``."""
+    from hpsearch.training._checkpoint import save_checkpoint
+
+    result.model.load_state_dict(result.best_state)
+    save_checkpoint(
+        path,
+        result.model,
+        cfg,
+        dataset.vocab,
+        {"best_epoch": result.best_epoch},
+        labels=dataset.labels,
+    )
