@@ -26,8 +26,7 @@ from typing import Any
 import torch
 
 from hpsearch.config import TrainConfig
-from hpsearch.training import load_checkpoint, save_checkpoint
-from hpsearch.training._data import load_dataset
+from hpsearch.training import load_checkpoint, load_dataset, save_checkpoint
 from hpsearch.training._train import evaluate, train
 
 GLOVE: dict[str, Any] = {"embeddings": "glove-6b-50d", "embedding_dim": 50}

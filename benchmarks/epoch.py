@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from hpsearch.config import TrainConfig, from_mapping
-from hpsearch.training._data import CLASSES, PAD, Dataset, Split, load_dataset
+from hpsearch.training import Dataset, load_dataset
+from hpsearch.training._data import PAD, Split
 from hpsearch.training._model import RNNClassifier
 from hpsearch.training._train import EpochStats, resolve_device, train
 
@@ -54,7 +55,9 @@ CONFIGS: dict[str, dict[str, object]] = {
 class ReferenceRNN(nn.Module):
     """The report's model: embed the padded batch, pack it, run the RNN, classify."""
 
-    def __init__(self, cfg: TrainConfig, vocab_size: int, embeddings: Tensor | None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, vocab_size: int, classes: int, embeddings: Tensor | None
+    ) -> None:
         super().__init__()
         if embeddings is not None:
             self.embedding = nn.Embedding.from_pretrained(
@@ -72,7 +75,7 @@ class ReferenceRNN(nn.Module):
         if cfg.pooling == "attention":
             self.query = nn.Parameter(torch.randn(1, 1, width) / width**0.5)
             self.attention = nn.MultiheadAttention(width, cfg.attention_heads, batch_first=True)
-        self.fc = nn.Linear(width, len(CLASSES))
+        self.fc = nn.Linear(width, classes)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         # lengths stay on the CPU: pack_padded_sequence wants them there.
@@ -112,7 +115,7 @@ def reference_epochs(
     caller_state = torch.get_rng_state()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    model = ReferenceRNN(cfg, len(dataset.vocab), embeddings).to(device)
+    model = ReferenceRNN(cfg, len(dataset.vocab), len(dataset.labels), embeddings).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train_rows, valid_rows = _rows(dataset.train), _rows(dataset.valid)
     own_state = torch.get_rng_state()

@@ -41,7 +41,7 @@ from epoch import reference_epochs
 from optuna.trial import TrialState
 
 from hpsearch.study import StudySpec, load_study
-from hpsearch.training._data import load_dataset
+from hpsearch.training import load_dataset
 
 PATIENCE = 10  # the report's early stopping
 
