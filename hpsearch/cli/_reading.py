@@ -110,7 +110,8 @@ def predict_cmd(
         Path | None, typer.Option("--model", "-m", help="A checkpoint (train --save, export).")
     ] = None,
     study: Annotated[
-        str | None, typer.Option("--study", "-s", help="Use this study's best stored model.")
+        str | None,
+        typer.Option("--study", "-s", help="Use this study's best stored model (name or file)."),
     ] = None,
     text_field: Annotated[
         str | None, typer.Option("--text-field", help="CSV column or JSON field (default text).")
@@ -141,7 +142,7 @@ def predict_cmd(
     else:
         assert study is not None
         url = storage_mod.resolve_url(storage)
-        classifier = predict.load_study_model(study, url, artifacts)
+        classifier = predict.load_study_model(_stored_name(study), url, artifacts)
     k = predict.check_top(top, classifier)
     kind = predict.InputFormat(input_format) if input_format else None
     texts = predict.read_texts(input_file, fmt=kind, text_field=text_field)

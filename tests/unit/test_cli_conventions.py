@@ -103,6 +103,14 @@ def test_study_takes_a_stored_name_or_a_study_file_in_every_command(
     invoke(cli, "evaluate", "-s", given, *storage)
     assert seen == ["tiny"]
 
+    def load_study_model(name: str, url: str, directory: object = None) -> None:
+        seen.append(name)
+        raise StudyError("stop here")
+
+    monkeypatch.setattr("hpsearch.predict.load_study_model", load_study_model)
+    invoke(cli, "predict", "-s", given, *storage, "-")  # `predict --study ./mine.yaml`
+    assert seen == ["tiny", "tiny"]
+
 
 def test_a_study_file_that_is_broken_is_one_line_naming_it(cli: CliRunner, tiny: str) -> None:
     Path("broken.yaml").write_text("name: [\n")
