@@ -50,7 +50,8 @@ from hpsearch.errors import (
 )
 
 Cell = Literal["rnn", "gru", "lstm"]
-Pooling = Literal["last", "mean", "max", "attention"]
+Pooling = Literal["last", "mean", "max", "attention", "max_mean"]
+LrSchedule = Literal["constant", "cosine"]
 Optimizer = Literal["sgd", "adam", "adamw", "adadelta", "adagrad", "rmsprop"]
 Regularizer = Literal["none", "l1", "l2"]
 OovInit = Literal["zero", "random"]
@@ -203,6 +204,9 @@ class TrainConfig:
     embeddings: Text | None = None
     freeze_embeddings: Bool = False  # fine-tuning helped in the report; freezing is faster
     oov_init: OovInit = "zero"  # the report zeroed words missing from word2vec
+    # Chance that a training token is read as <unk>: teaches the model the unknown word it
+    # meets on new text; 0 keeps every word (the report).
+    word_dropout: Fraction = 0.0
 
     # --- encoder -------------------------------------------------------------------------
     cell: Cell = "rnn"  # the report's baseline is the plain Elman RNN
@@ -213,7 +217,8 @@ class TrainConfig:
     packed: Bool = True  # packing skips pad steps, so the last hidden state is the real one
 
     # --- sentence embedding and head --------------------------------------------------------
-    pooling: Pooling = "last"  # the report's baseline: the final hidden state
+    # the report's baseline: the final hidden state; max_mean concatenates max and mean
+    pooling: Pooling = "last"
     attention_heads: Size = 1  # must divide the encoder output size (hidden x directions)
     dropout: Fraction = 0.0149  # on word embeddings and sentence embedding (report, 1.3)
     head_layers: Layers = 0  # 0: a single linear layer, as in the report's sections 1-4
@@ -231,6 +236,11 @@ class TrainConfig:
     alpha: NonNegative = 6.3e-4  # penalty weight: alpha * sum(w^2) (L2) or alpha * sum|w| (L1)
     # max gradient norm (report 1.3 best); None disables clipping
     grad_clip: Annotated[Float | None, Field(gt=0, allow_inf_nan=False)] = 3.41
+    # cosine: lr decays per step from lr to 0 over all the epochs; constant: the report's
+    lr_schedule: LrSchedule = "constant"
+    # Share of the target mass spread over the other classes; 0 is plain cross-entropy (the
+    # report's), a little softens over-confident fits on small data.
+    label_smoothing: Fraction = 0.0
     # upper bound; pruners (not patience) stop hopeless trials earlier
     epochs: Annotated[Int, Field(ge=1, le=10**6)] = 40
     seed: Seed = 0  # initialisation, batch order and dropout

@@ -13,7 +13,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from hpsearch.config import TrainConfig
 from hpsearch.training._batching import Batch
-from hpsearch.training._data import PAD
+from hpsearch.training._data import PAD, UNK
 from hpsearch.training._rnn import packed_tanh_rnn
 
 _CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -40,6 +40,7 @@ class RNNClassifier(nn.Module):
         self.num_classes = num_classes
         self.packed = cfg.packed
         self.pooling = cfg.pooling
+        self.word_dropout = cfg.word_dropout
         self.directions = 2 if cfg.bidirectional else 1
         # The packed tanh RNN has a faster CPU implementation (``_rnn``); same weights.
         self.fast_rnn = cfg.cell == "rnn" and cfg.packed and not cfg.bidirectional
@@ -68,7 +69,7 @@ class RNNClassifier(nn.Module):
             dropout=cfg.rnn_dropout if cfg.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        width = cfg.hidden_dim * self.directions
+        width = cfg.hidden_dim * self.directions * (2 if cfg.pooling == "max_mean" else 1)
         if cfg.pooling == "attention":
             self.attention = AttentionPooling(width, cfg.attention_heads)
         layers: list[nn.Module] = []
@@ -89,7 +90,7 @@ class RNNClassifier(nn.Module):
         if self.packed:
             # Embedding the pre-packed token ids equals packing the embedded batch, without
             # ever embedding a pad or gathering on each forward.
-            words = self.dropout(self.embedding(batch.packed_tokens))
+            words = self.dropout(self.embedding(self._drop_words(batch.packed_tokens)))
             if self.fast_rnn and words.device.type == "cpu":
                 data, final = packed_tanh_rnn(
                     self.rnn, words, batch.batch_sizes, training=self.training
@@ -104,10 +105,18 @@ class RNNClassifier(nn.Module):
             # Pads come back as zeros; the pooling masks them anyway.
             outputs, _ = pad_packed_sequence(packed_out, batch_first=True)
         else:
-            outputs, hidden = self.rnn(self.dropout(self.embedding(batch.tokens)))
+            words = self.dropout(self.embedding(self._drop_words(batch.tokens)))
+            outputs, hidden = self.rnn(words)
             if self.pooling == "last":
                 return self._last_padded(outputs, batch.lengths)
         return self._pool(outputs, batch.mask, batch.lengths)
+
+    def _drop_words(self, tokens: Tensor) -> Tensor:
+        """In training, each real token becomes <unk> with probability ``word_dropout``."""
+        if not self.training or self.word_dropout == 0.0:
+            return tokens
+        dropped = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
+        return tokens.masked_fill(dropped & (tokens != PAD), UNK)
 
     def _final_states(self, hidden: Tensor | tuple[Tensor, Tensor]) -> Tensor:
         # h_n of a packed run is, per direction, the state after the whole question: the
@@ -133,12 +142,13 @@ class RNNClassifier(nn.Module):
         # Every pooling masks pads explicitly: in the padded path their outputs are real RNN
         # states (of pad inputs), so they must not count.
         valid = mask.unsqueeze(-1)
+        if self.pooling == "attention":
+            return self.attention(outputs, mask)
+        mean = outputs.masked_fill(~valid, 0.0).sum(dim=1) / lengths.unsqueeze(1).to(outputs.dtype)
         if self.pooling == "mean":
-            summed = outputs.masked_fill(~valid, 0.0).sum(dim=1)
-            return summed / lengths.unsqueeze(1).to(outputs.dtype)
-        if self.pooling == "max":
-            return outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
-        return self.attention(outputs, mask)
+            return mean
+        peak = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
+        return peak if self.pooling == "max" else torch.cat([peak, mean], dim=1)
 
 
 class AttentionPooling(nn.Module):

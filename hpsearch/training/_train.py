@@ -49,7 +49,8 @@ class TrainingDiverged(RuntimeError):
 @dataclass(frozen=True)
 class EpochStats:
     epoch: int  # 1-based
-    train_loss: float  # mean cross-entropy over the epoch's examples (penalty not included)
+    # mean cross-entropy over the epoch's examples (label smoothing in, penalty not)
+    train_loss: float
     train_acc: float  # on the training batches as trained (dropout on, weights moving)
     valid_loss: float
     valid_acc: float
@@ -113,6 +114,18 @@ def make_optimizer(
                 params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=decay, foreach=True
             )
     raise AssertionError(f"unhandled optimizer {cfg.optimizer!r}")  # pragma: no cover
+
+
+def make_schedule(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, *, steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule, or None for a constant lr."""
+    if cfg.lr_schedule == "constant":
+        return None
+    # Half a cosine from lr (step 0) to 0 (after the last step of the last epoch).
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+    )
 
 
 @torch.no_grad()
@@ -227,6 +240,7 @@ def train(
     grads = [p.grad for p in params if p.grad is not None]
     optimizer = make_optimizer(cfg, params, device)
     train_batches = TrainBatches(dataset.train, cfg.batch_size, seed=cfg.seed, device=device)
+    schedule = make_schedule(cfg, optimizer, steps=cfg.epochs * len(train_batches))
     valid_batches = eval_batches(dataset.valid, device)
 
     history: list[EpochStats] = []
@@ -243,11 +257,13 @@ def train(
             # backward then adds the data gradient: grad = d(CE + penalty)/dw.
             set_penalty_grad(cfg.regularizer, cfg.alpha, params, grads)
             logits = model(batch)
-            loss = F.cross_entropy(logits, batch.labels)
+            loss = F.cross_entropy(logits, batch.labels, label_smoothing=cfg.label_smoothing)
             loss.backward()
             if cfg.grad_clip is not None:  # on the total gradient, penalty included
                 clip_grad_norm(grads, cfg.grad_clip)
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             losses.append(loss.detach())
             sizes.append(len(batch))
             correct += (logits.detach().argmax(dim=1) == batch.labels).sum()

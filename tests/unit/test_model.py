@@ -11,7 +11,7 @@ from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.training._batching import Batch, make_batch
 from hpsearch.training._checkpoint import load_checkpoint, save_checkpoint
-from hpsearch.training._data import PAD, Split, Vocab
+from hpsearch.training._data import PAD, UNK, Split, Vocab
 from hpsearch.training._datasets import Dataset
 from hpsearch.training._model import AttentionPooling, RNNClassifier, count_parameters
 from hpsearch.training._train import train
@@ -19,7 +19,7 @@ from hpsearch.training._train import train
 VOCAB = 20
 CLASSES = 6
 CELLS = ("rnn", "gru", "lstm")
-POOLINGS = ("last", "mean", "max", "attention")
+POOLINGS = ("last", "mean", "max", "attention", "max_mean")
 
 
 def tiny_cfg(**changes: object) -> TrainConfig:
@@ -61,7 +61,8 @@ def test_output_shapes(cell: str, bidirectional: bool, pooling: str, packed: boo
     )
     model = model_for(cfg)
     batch = batch_of(*rows(5, 3, 1, 4))
-    assert model.encode(batch).shape == (4, 6 * (2 if bidirectional else 1))
+    width = 6 * (2 if bidirectional else 1) * (2 if pooling == "max_mean" else 1)
+    assert model.encode(batch).shape == (4, width)
     assert model(batch).shape == (4, CLASSES)
 
 
@@ -83,6 +84,33 @@ def test_pooling_ignores_padding(
     for i, n in enumerate(lengths.tolist()):
         alone = model(batch_of(tokens[i : i + 1, :n], lengths[i : i + 1]))
         torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_max_mean_pooling_concatenates_max_and_mean() -> None:
+    both = model_for(tiny_cfg(cell="gru", pooling="max_mean"))
+    batch = batch_of(*rows(5, 3, 1))
+    pooled = both.encode(batch)
+    for half, pooling in ((pooled[:, :6], "max"), (pooled[:, 6:], "mean")):
+        one = model_for(tiny_cfg(cell="gru", pooling=pooling))
+        one.rnn.load_state_dict(both.rnn.state_dict())
+        one.embedding.load_state_dict(both.embedding.state_dict())
+        torch.testing.assert_close(half, one.encode(batch))
+
+
+def test_word_dropout_turns_real_tokens_into_unk_in_training_only() -> None:
+    model = model_for(tiny_cfg(word_dropout=0.5))
+    tokens, _ = rows(40, 30, 10)
+    torch.manual_seed(0)
+    model.train()
+    dropped = model._drop_words(tokens)
+    changed = dropped != tokens
+    assert torch.all(dropped[changed] == UNK)
+    assert not torch.any(changed[tokens == PAD])  # pads stay pads
+    share = float(changed.sum()) / float((tokens != PAD).sum())
+    assert 0.35 < share < 0.65
+    model.eval()
+    assert torch.equal(model._drop_words(tokens), tokens)
+    assert torch.equal(model_for(tiny_cfg()).train()._drop_words(tokens), tokens)
 
 
 def test_padded_path_backward_direction_sees_pads() -> None:

@@ -18,6 +18,7 @@ from hpsearch.training._train import (
     TrainingDiverged,
     clip_grad_norm,
     evaluate,
+    make_schedule,
     penalty_value,
     resolve_device,
     set_penalty_grad,
@@ -169,6 +170,49 @@ def test_same_seed_same_history_other_seed_differs() -> None:
         assert torch.equal(value, second.best_state[key]), key
     other = train(cfg.replace(seed=1), DATA)
     assert history_values(other.history) != history_values(first.history)
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_over_all_steps() -> None:
+    cfg = tiny_cfg(lr_schedule="cosine", lr=0.4)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    schedule = make_schedule(cfg, optimizer, steps=10)
+    assert schedule is not None
+    seen = []
+    for _ in range(10):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert seen[0] == pytest.approx(0.4) and seen[5] == pytest.approx(0.2)
+    assert seen == sorted(seen, reverse=True)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert make_schedule(tiny_cfg(), optimizer, steps=10) is None
+
+
+@pytest.mark.parametrize(
+    "change", [{"lr_schedule": "cosine"}, {"label_smoothing": 0.1}, {"word_dropout": 0.2}]
+)
+def test_each_regularising_option_changes_training_and_its_default_does_not(
+    change: dict[str, object],
+) -> None:
+    base = train(tiny_cfg(), DATA)
+    field = next(iter(change))
+    default = train(tiny_cfg(**{field: TrainConfig().to_dict()[field]}), DATA)
+    assert history_values(default.history) == history_values(base.history)
+    other = train(tiny_cfg(**change), DATA)
+    assert history_values(other.history) != history_values(base.history)
+
+
+def test_label_smoothing_is_torchs_smoothed_cross_entropy() -> None:
+    cfg = tiny_cfg(label_smoothing=0.2, epochs=1, dropout=0.0, lr=1e-12)
+    torch.manual_seed(cfg.seed)
+    model = RNNClassifier(cfg, VOCAB, 6)
+    result = train(cfg, DATA)  # lr ~0: the weights barely move during the one epoch
+    batch = make_batch(DATA.train.tokens, DATA.train.lengths, DATA.train.labels)
+    with torch.no_grad():
+        expected = F.cross_entropy(model(batch), batch.labels, label_smoothing=0.2)
+        plain = F.cross_entropy(model(batch), batch.labels)
+    assert result.history[0].train_loss == pytest.approx(float(expected), rel=1e-4)
+    assert abs(float(plain) - float(expected)) > 1e-3
 
 
 def test_callback_gets_every_epoch_and_its_exception_propagates() -> None:
