@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import yaml
 
 from hpsearch import config as config_mod
 from hpsearch import search, storage
@@ -231,6 +232,27 @@ def test_a_class_too_small_for_the_split_is_a_warning(
     assert "class 'rare' has 1 example: valid_fraction 0.2 leaves it none in validation" in (
         caplog.text
     )
+
+
+def test_a_search_worker_loads_the_data_without_the_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_csv(tmp_path / "train.csv", [*rows(), ("rare words", "rare")])
+    with caplog.at_level(logging.WARNING):
+        load_dataset(files_config(train=str(path)), warn=False)
+    assert "rare" not in caplog.text
+
+
+def test_the_preflight_warns_at_the_extremes_of_a_searched_valid_fraction() -> None:
+    from hpsearch.search._preflight import _valid_fractions
+
+    def fractions(text: str) -> list[float]:
+        spec = studyfile.parse_study(yaml.safe_load(text), source="s.yaml", default_name="s")
+        return _valid_fractions(spec)
+
+    assert fractions("space: {lr: {low: 0.001, high: 0.01}}") == [TrainConfig.valid_fraction]
+    assert fractions("space: {valid_fraction: {low: 0.05, high: 0.3}}") == [0.05, 0.3]
+    assert fractions("space: {valid_fraction: {choices: [0.2, 0.1, 0.4]}}") == [0.1, 0.4]
 
 
 # --- study files: relative paths, fingerprint, resuming -----------------------------------------
