@@ -5,6 +5,8 @@ objective stores a model that predicts."""
 from __future__ import annotations
 
 import io
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,3 +236,22 @@ def test_the_objective_stores_a_model_that_predicts(trec_dir: Path, tmp_path: Pa
     dataset = load_dataset(model.config, trec_dir)
     _, acc = evaluate(model.model, dataset.valid, "cpu")
     assert acc == pytest.approx(trial.value)
+
+
+def test_an_upload_removes_the_temporary_files_of_killed_uploads_only_when_old(
+    tmp_path: Path,
+) -> None:
+    study, _ = _study(tmp_path)
+    store = ModelStore(tmp_path / "db.artifacts")
+    store.directory.mkdir()
+    stale = store.directory / ".0a1b2c.x1y2z3.part"  # files.write_with's temporary name
+    live = store.directory / ".3d4e5f.a1b2c3.part"
+    for part in (stale, live):
+        part.write_bytes(b"half a model")
+    hours_ago = time.time() - 2 * artifacts.STALE_PART_SECONDS
+    os.utime(stale, (hours_ago, hours_ago))
+    _run(study, store, [0.7], keep=1)
+    names = {p.name for p in store.directory.iterdir()}
+    assert stale.name not in names  # a worker killed mid-upload long ago
+    assert live.name in names  # perhaps another worker's upload, going on now
+    assert len(names) == 2  # and the model just stored
