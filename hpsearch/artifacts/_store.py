@@ -210,11 +210,13 @@ class ModelStore:
             return False
         # The listing goes first, so the dashboard never offers a file that is gone. (This
         # process may still hold the trial as it was: removing twice is harmless.)
-        _drop_trial_system_attr(study, trial._trial_id, key)
+        _drop_trial_attr(study, trial._trial_id, key, system=True)
         try:
             self.backend.remove(artifact_id)
         except ArtifactNotFound:
             return False
+        # Then the record, so that no export, dashboard or reader shows a model that is gone.
+        _drop_trial_attr(study, trial._trial_id, MODEL_ATTR, system=False)
         logger.info("removed the model of trial %d (no longer among the best)", trial.number)
         return True
 
@@ -270,18 +272,18 @@ def _best_numbers(
     return {number for _, number in scored[:keep]}
 
 
-def _drop_trial_system_attr(study: optuna.Study, trial_id: int, key: str) -> None:
-    """Delete a finished trial's system attribute (the listing of a removed artifact). Optuna
-    refuses to change a finished trial through its API, so this goes to the table itself;
-    a deleted row, unlike optuna-dashboard's null, also keeps ``get_all_artifact_meta``
-    working."""
-    from optuna.storages._rdb.models import TrialSystemAttributeModel
+def _drop_trial_attr(study: optuna.Study, trial_id: int, key: str, *, system: bool) -> None:
+    """Delete a finished trial's attribute: the system one listing a removed artifact, or the
+    user one recording it. Optuna refuses to change a finished trial through its API, so
+    this goes to the table itself; a deleted row, unlike optuna-dashboard's null, also keeps
+    ``get_all_artifact_meta`` working."""
+    from optuna.storages._rdb.models import TrialSystemAttributeModel, TrialUserAttributeModel
     from sqlalchemy import delete
 
     backend = getattr(study._storage, "_backend", study._storage)
     engine = getattr(backend, "engine", None)
     if engine is None:  # not a database storage: nothing lists the artifact but its trial
         return
-    table = TrialSystemAttributeModel
+    table = TrialSystemAttributeModel if system else TrialUserAttributeModel
     with engine.begin() as connection:
         connection.execute(delete(table).where(table.trial_id == trial_id, table.key == key))

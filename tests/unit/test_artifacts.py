@@ -92,6 +92,8 @@ def test_only_the_best_few_keep_their_model(tmp_path: Path) -> None:
     _run(study, store, VALUES, keep=2)
     assert _kept(study) == [1, 3]  # 0.9 and the first 0.5 (ties keep the earlier trial)
     assert len(list(store.directory.iterdir())) == 2  # the others' files are gone
+    # and their records: no export or dashboard shows a model that is gone
+    assert [t.number for t in _fresh(study) if MODEL_ATTR in t.user_attrs] == [1, 3]
     for trial in _fresh(study):  # and the dashboard lists only the kept ones
         listed = get_all_artifact_meta(trial, storage=storage_mod.open_storage(url))
         assert len(listed) == (1 if trial.number in (1, 3) else 0), trial.number
@@ -198,9 +200,9 @@ def test_a_record_without_its_listing_is_not_trusted(tmp_path: Path) -> None:
     _run(study, store, [0.7], keep=1)
     (trial,) = study.trials
     key = next(k for k in trial.system_attrs if k.startswith("artifacts:"))
-    from hpsearch.artifacts._store import _drop_trial_system_attr
+    from hpsearch.artifacts._store import _drop_trial_attr
 
-    _drop_trial_system_attr(study, trial._trial_id, key)
+    _drop_trial_attr(study, trial._trial_id, key, system=True)
     (fresh,) = _fresh(study)
     assert key not in fresh.system_attrs and MODEL_ATTR in fresh.user_attrs
     assert artifacts.stored_model(fresh) is None
