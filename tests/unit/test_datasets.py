@@ -184,6 +184,26 @@ def test_jsonl_and_fasttext_errors_name_the_line(tmp_path: Path) -> None:
         assert f"{tmp_path / name}{expected}" in str(info.value), info.value
 
 
+def test_the_readers_read_texts_alone_with_no_label_field() -> None:
+    from hpsearch.training import Fields, parse_examples
+
+    alone = Fields(text="q", label=None, text_hint="give --text-field")
+    jsonl = '{"q": "a\u2028b"}\n{"q": ""}\r\n\n{"q": "c", "label": 1}\n'
+    # A line separator inside a JSON string splits no line; an empty text is a text.
+    assert [e.text for e in parse_examples(Path("t.jsonl"), jsonl, "jsonl", alone)] == [
+        "a\u2028b",
+        "",
+        "c",
+    ]
+    assert [e.text for e in parse_examples(Path("t.tsv"), "id\tq\n1\tx\n", "tsv", alone)] == ["x"]
+    with pytest.raises(DataError, match=r"^t\.csv:1: no column 'q' \(columns: 'text'\); give --"):
+        parse_examples(Path("t.csv"), "text\nx\n", "csv", alone)
+    with pytest.raises(DataError, match=r"^t\.jsonl:2: q: expected a string, got 3$"):
+        parse_examples(Path("t.jsonl"), '{"q": "x"}\n{"q": 3}\n', "jsonl", alone)
+    with pytest.raises(ValueError, match="fasttext has no text field"):
+        parse_examples(Path("t.txt"), "__label__a x\n", "fasttext", alone)
+
+
 def test_train_command_bad_file_writes_nothing(workdir: Path) -> None:
     (workdir / "train.csv").write_text(HEADER + "good,pos\n,neg\n")
     line = one_line_error(
