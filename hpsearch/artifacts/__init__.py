@@ -3,6 +3,7 @@ finishes among the study's best few, removed when it falls out, verified before 
 
 from hpsearch.artifacts._store import (
     MODEL_ATTR,
+    STALE_PART_SECONDS,
     AtomicFileSystemStore,
     ModelStore,
     ModelStoreError,
@@ -14,6 +15,7 @@ from hpsearch.artifacts._store import (
 
 __all__ = [
     "MODEL_ATTR",
+    "STALE_PART_SECONDS",
     "AtomicFileSystemStore",
     "ModelStore",
     "ModelStoreError",

@@ -7,9 +7,10 @@ that have fallen out of the best few are removed: the store holds about that man
 
 Trust: a model is used only when everything about it was completed. The file is written
 under a temporary name and renamed (a worker killed mid-upload leaves a ``.part`` file no
-one reads); Optuna records the artifact on the trial only after the file is whole; the
-trial's ``model`` user attribute (artifact id, sha256, size) is written last; and a reader
-checks the file against that checksum before loading it.
+one reads, removed by a later upload once it is old enough to be no live one's); Optuna
+records the artifact on the trial only after the file is whole; the trial's ``model`` user
+attribute (artifact id, sha256, size) is written last; and a reader checks the file against
+that checksum before loading it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,9 @@ MODEL_ATTR = "model"  # trial user attribute: the stored model's id, sha256 and 
 ARTIFACTS_PREFIX = "artifacts:"  # Optuna's trial system attribute per artifact
 DEFAULT_KEEP = 3
 MODEL_FILENAME = "model-trial-{number}.pt"
+# A temporary file (files.write_with's ``.NAME.XXXX.part``) untouched for this long (seconds)
+# is a killed upload's: a live one is written without pause, a model in seconds.
+STALE_PART_SECONDS = 3600.0
 
 
 class ModelStoreError(UsageError):
@@ -74,12 +79,31 @@ class AtomicFileSystemStore(FileSystemArtifactStore):
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ModelStoreError(f"{path.parent}: cannot create the model store: {exc}") from None
+        remove_stale_parts(path.parent)
 
         def copy(target: Path) -> None:
             with open(target, "wb") as out:
                 shutil.copyfileobj(content_body, out)
 
         files.write_with(path, copy)
+
+
+def remove_stale_parts(directory: Path, *, older_than: float = STALE_PART_SECONDS) -> list[Path]:
+    """Remove the temporary files that uploads killed midway left in ``directory`` (not
+    modified for ``older_than`` seconds); the files removed. Another worker removing the same
+    file meanwhile, or a file that cannot be removed, is no error: the upload goes on."""
+    removed = []
+    cutoff = time.time() - older_than
+    for part in directory.glob(".*.part"):
+        try:
+            if part.is_file() and part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed.append(part)
+        except OSError:
+            continue
+    if removed:
+        logger.info("%s: removed %d temporary files of killed uploads", directory, len(removed))
+    return removed
 
 
 @dataclass(frozen=True)
@@ -186,11 +210,13 @@ class ModelStore:
             return False
         # The listing goes first, so the dashboard never offers a file that is gone. (This
         # process may still hold the trial as it was: removing twice is harmless.)
-        _drop_trial_system_attr(study, trial._trial_id, key)
+        _drop_trial_attr(study, trial._trial_id, key, system=True)
         try:
             self.backend.remove(artifact_id)
         except ArtifactNotFound:
             return False
+        # Then the record, so that no export, dashboard or reader shows a model that is gone.
+        _drop_trial_attr(study, trial._trial_id, MODEL_ATTR, system=False)
         logger.info("removed the model of trial %d (no longer among the best)", trial.number)
         return True
 
@@ -246,18 +272,18 @@ def _best_numbers(
     return {number for _, number in scored[:keep]}
 
 
-def _drop_trial_system_attr(study: optuna.Study, trial_id: int, key: str) -> None:
-    """Delete a finished trial's system attribute (the listing of a removed artifact). Optuna
-    refuses to change a finished trial through its API, so this goes to the table itself;
-    a deleted row, unlike optuna-dashboard's null, also keeps ``get_all_artifact_meta``
-    working."""
-    from optuna.storages._rdb.models import TrialSystemAttributeModel
+def _drop_trial_attr(study: optuna.Study, trial_id: int, key: str, *, system: bool) -> None:
+    """Delete a finished trial's attribute: the system one listing a removed artifact, or the
+    user one recording it. Optuna refuses to change a finished trial through its API, so
+    this goes to the table itself; a deleted row, unlike optuna-dashboard's null, also keeps
+    ``get_all_artifact_meta`` working."""
+    from optuna.storages._rdb.models import TrialSystemAttributeModel, TrialUserAttributeModel
     from sqlalchemy import delete
 
     backend = getattr(study._storage, "_backend", study._storage)
     engine = getattr(backend, "engine", None)
     if engine is None:  # not a database storage: nothing lists the artifact but its trial
         return
-    table = TrialSystemAttributeModel
+    table = TrialSystemAttributeModel if system else TrialUserAttributeModel
     with engine.begin() as connection:
         connection.execute(delete(table).where(table.trial_id == trial_id, table.key == key))

@@ -9,8 +9,11 @@ table cell or title too, as it is; styles come only from ``rich.text.Text``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -87,6 +90,21 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
         return func
 
     return decorate
+
+
+@contextlib.contextmanager
+def ending_quietly_on_a_closed_pipe() -> Iterator[None]:
+    """Stdout closed by its reader (``| head -1``): end quietly with status 0, as Unix tools
+    do, instead of a traceback and status 1. Stdout then points at /dev/null, so that the
+    interpreter's final flush of what is left in its buffer cannot fail again (see "Note on
+    SIGPIPE" in Python's signal module documentation)."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(0) from None
 
 
 # No typer envvar: storage.resolve_url reads the environment (settings.storage_url), so a

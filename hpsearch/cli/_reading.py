@@ -22,6 +22,7 @@ from hpsearch.cli._common import (
     StudyNameOpt,
     command,
     console,
+    ending_quietly_on_a_closed_pipe,
     err_console,
     plain_console,
 )
@@ -148,12 +149,13 @@ def predict_cmd(
     texts = predict.read_texts(input_file, fmt=kind, text_field=text_field)
     predictions = classifier.top(texts, k)
     out = fmt or (PredictFormat.table if console.is_terminal else PredictFormat.jsonl)
-    if out is PredictFormat.table:
-        console.print(predict.render_table(texts, predictions))
-    elif out is PredictFormat.csv:
-        predict.write_csv(sys.stdout, texts, predictions)
-    else:
-        predict.write_jsonl(sys.stdout, texts, predictions)
+    with ending_quietly_on_a_closed_pipe():
+        if out is PredictFormat.table:
+            console.print(predict.render_table(texts, predictions))
+        elif out is PredictFormat.csv:
+            predict.write_csv(sys.stdout, texts, predictions)
+        else:
+            predict.write_jsonl(sys.stdout, texts, predictions)
 
 
 @command("best")

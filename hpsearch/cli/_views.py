@@ -57,8 +57,8 @@ def counts_text(p: Progress) -> str:
 def trial_head(t: FinishedTrial, p: Progress) -> str:
     """What a finished trial did: state, score, epochs and seconds."""
     return (
-        f"[{format_clock(p.elapsed)}] trial {t.number} {t.state}  valid acc {_score(t.value)}  "
-        f"epochs {t.epochs}/{p.epochs}  {t.seconds:.1f} s"
+        f"[{format_clock(p.elapsed)}] trial {t.number} {t.state}  "
+        f"{p.metric_name} {_score(t.value)}  epochs {t.epochs}/{p.epochs}  {t.seconds:.1f} s"
     )
 
 
@@ -111,7 +111,7 @@ def live_view(p: Progress) -> Group:
     table.add_column("trial", justify="right")
     table.add_column("worker")
     table.add_column("epoch", justify="right")
-    table.add_column("valid acc", justify="right")
+    table.add_column(p.metric_name, justify="right")
     table.add_column("params", no_wrap=True, overflow="ellipsis")
     for r in p.running:
         epoch = f"{r.epoch}/{p.epochs}" if r.epoch else f"-/{p.epochs}"
@@ -199,7 +199,13 @@ def show_result(console: Console, result: RunResult) -> None:
     """The best complete trials (none: no table), then any worker that failed."""
     if result.top:
         print_wide(
-            console, summary_table(result.study_name, result.top, complete=result.counts.complete)
+            console,
+            summary_table(
+                result.study_name,
+                result.top,
+                complete=result.counts.complete,
+                metric_name=result.metric_name,
+            ),
         )
     for line in result.failures:
         console.print(Text(line, style="red"), highlight=False, soft_wrap=True)
@@ -215,11 +221,14 @@ def print_wide(console: Console, table: Table) -> None:
     plain_console(file=console.file, width=max(console.width, natural)).print(table)
 
 
-def summary_table(study_name: str, top: Sequence[FrozenTrial], *, complete: int) -> Table:
-    """The best complete trials, best first, out of ``complete``."""
+def summary_table(
+    study_name: str, top: Sequence[FrozenTrial], *, complete: int, metric_name: str
+) -> Table:
+    """The best complete trials, best first, out of ``complete``; their values are
+    ``metric_name``."""
     table = Table(title=f"{study_name}: top {len(top)} of {complete} complete")
     table.add_column("trial", justify="right")
-    table.add_column("valid acc", justify="right")
+    table.add_column(metric_name, justify="right")
     table.add_column("best epoch", justify="right")
     table.add_column("seconds", justify="right")
     table.add_column("params")

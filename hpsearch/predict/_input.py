@@ -1,17 +1,16 @@
-"""The texts to classify: one per line, or a column of a CSV/TSV file or a field of JSON Lines,
-from a file or standard input. Every problem is one line naming the file (and line)."""
+"""The texts to classify: one per line, or a column of a CSV/TSV file or a field of JSON Lines
+(read by the training layer's readers, with no label), from a file or standard input. Every
+problem is one line naming the file (and line)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
 
-from hpsearch.errors import UsageError, shown
+from hpsearch.errors import UsageError
+from hpsearch.training import Fields, lines, parse_examples
 
 
 class InputFormat(StrEnum):
@@ -57,26 +56,14 @@ def read_texts(
             ".tsv or .jsonl file or --input-format"
         )
     content = _read(path, name, stdin)
-    field = text_field or DEFAULT_FIELD
     if kind is InputFormat.lines:
         texts = lines(content)
-    elif kind is InputFormat.jsonl:
-        texts = _jsonl(content, name, field)
     else:
-        texts = _table(content, name, field, "\t" if kind is InputFormat.tsv else ",")
+        fields = Fields(text=text_field or DEFAULT_FIELD, label=None, text_hint="give --text-field")
+        texts = [e.text for e in parse_examples(Path(name), content, kind.value, fields)]
     if not texts:
         raise UsageError(f"{name}: no texts to classify (the input is empty)")
     return texts
-
-
-def lines(content: str) -> list[str]:
-    """The lines of ``content``, split at newlines only (``\n`` or ``\r\n``), as ``wc -l``
-    and line numbers count them: ``str.splitlines`` would also split at form feeds and
-    Unicode separators inside a text."""
-    parts = content.split("\n")
-    if parts and parts[-1] == "":
-        parts.pop()  # the final newline ends the last line; it starts no new one
-    return [part.removesuffix("\r") for part in parts]
 
 
 def _read(path: Path | None, name: str, stdin: TextIO | None) -> str:
@@ -101,53 +88,3 @@ def _read(path: Path | None, name: str, stdin: TextIO | None) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise UsageError(f"{name}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x})") from None
-
-
-def _jsonl(content: str, name: str, field: str) -> list[str]:
-    texts = []
-    for lineno, line in enumerate(lines(content), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{name}:{lineno}: not JSON: {exc.msg}") from None
-        if not isinstance(record, dict):
-            raise UsageError(f"{name}:{lineno}: expected a JSON object, got {shown(record)}")
-        if field not in record:
-            keys = ", ".join(sorted(map(str, record))) or "none"
-            raise UsageError(
-                f"{name}:{lineno}: no field {field!r} (fields: {keys}); give --text-field"
-            )
-        value = record[field]
-        if not isinstance(value, str):
-            raise UsageError(f"{name}:{lineno}: {field}: expected a string, got {shown(value)}")
-        texts.append(value)
-    return texts
-
-
-def _table(content: str, name: str, field: str, delimiter: str) -> list[str]:
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader, None)
-        if header is None:
-            return []
-        if field not in header:
-            columns = ", ".join(header) or "none"
-            raise UsageError(
-                f"{name}:1: no column {field!r} (columns: {columns}); give --text-field"
-            )
-        column = header.index(field)
-        texts = []
-        for row in reader:
-            if not row:
-                continue
-            if column >= len(row):
-                raise UsageError(
-                    f"{name}:{reader.line_num}: {len(row)} columns, no {field!r} (column "
-                    f"{column + 1} of the header)"
-                )
-            texts.append(row[column])
-    except csv.Error as exc:
-        raise UsageError(f"{name}:{reader.line_num}: not valid CSV: {exc}") from None
-    return texts

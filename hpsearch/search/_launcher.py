@@ -155,7 +155,13 @@ def fail_orphans(study: optuna.Study, workers: list[str]) -> int:
 
 
 def _read_results(
-    study: optuna.Study, launch: Launch, url: str, retry_seconds: float, *, interrupted: bool
+    study: optuna.Study,
+    launch: Launch,
+    url: str,
+    retry_seconds: float,
+    metric_name: str,
+    *,
+    interrupted: bool,
 ) -> RunResult:
     """Fail the dead workers' orphans, then read the counts and the best trials.
 
@@ -171,6 +177,7 @@ def _read_results(
             exit_codes = [p.wait() for p in launch.processes]  # all have exited
             return RunResult(
                 study_name=study.study_name,
+                metric_name=metric_name,
                 counts=count_trials(study),
                 exit_codes=exit_codes,
                 interrupted=interrupted,
@@ -210,6 +217,7 @@ def _gpu_count() -> int:
 @dataclass
 class RunResult:
     study_name: str
+    metric_name: str  # what the trials' values are, as METRIC_NAMES names the study's metric
     counts: Counts
     exit_codes: list[int]
     interrupted: bool
@@ -317,6 +325,7 @@ def run_study(
         stopper.launch = launch
         tracker = Tracker(
             study, budget=spec.trials, epochs=spec.epochs, started=started, deadline=deadline,
+            metric=spec.metric,
             short_names={name: name.rpartition("-")[2] for name in launch.names},
         )  # fmt: skip
         try:
@@ -324,7 +333,9 @@ def run_study(
         finally:
             stop_workers(launch)
             view.close()
-    return _read_results(study, launch, url, retry_seconds, interrupted=stopper.event.is_set())
+    return _read_results(
+        study, launch, url, retry_seconds, tracker.metric_name, interrupted=stopper.event.is_set()
+    )
 
 
 def _workers_to_start(

@@ -113,7 +113,8 @@ class Objective:
                 )
 
         try:
-            result, dataset = train_from_config(cfg, self.data_dir, on_epoch=on_epoch)
+            # The search's preflight has said which classes the split leaves empty, once.
+            result, dataset = train_from_config(cfg, self.data_dir, on_epoch=on_epoch, warn=False)
         except TrainingDiverged as exc:
             # A diverged run is a property of its parameters, not a crash: record why, so the
             # dashboard shows it, and let Optuna mark the trial FAIL.

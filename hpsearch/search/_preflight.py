@@ -12,6 +12,19 @@ from hpsearch.study import COMBINATIONS_LIMIT, StudySpec, combinations, show
 from hpsearch.training import check_data, resolve_device, vectors_dim
 
 
+def _valid_fractions(spec: StudySpec) -> list[float]:
+    """The validation fractions whose splits the study's trials can draw, at their extremes:
+    the fewest validation examples at the smallest, the fewest training ones at the largest."""
+    searched = spec.space.get("valid_fraction")
+    if searched is None:
+        return [spec.config.get("valid_fraction", TrainConfig.valid_fraction)]
+    if searched.choices is not None:
+        values = [float(v) for v in searched.choices]
+        return sorted({min(values), max(values)})
+    assert searched.low is not None and searched.high is not None  # a range without choices
+    return sorted({float(searched.low), float(searched.high)})
+
+
 def check_inputs(spec: StudySpec, data_dir: Path | None = None) -> None:
     """Read and check the study's data (downloading TREC once here, not in N workers at the
     same time), check its devices and load the pretrained vectors its trials will use; raise
@@ -24,9 +37,7 @@ def check_inputs(spec: StudySpec, data_dir: Path | None = None) -> None:
     """
     where = spec.path or spec.name
     data = from_mapping({"data": spec.config.get("data", {})}, source=str(where)).data
-    searched_fraction = "valid_fraction" in spec.space
-    fraction = spec.config.get("valid_fraction", TrainConfig.valid_fraction)
-    check_data(data, data_dir, valid_fraction=None if searched_fraction else fraction)
+    check_data(data, data_dir, valid_fractions=_valid_fractions(spec))
     devices = [("config.device", spec.config.get("device", "auto"))]
     if (searched := spec.space.get("device")) is not None and searched.choices is not None:
         devices += [(f"space.device.choices[{i}]", c) for i, c in enumerate(searched.choices)]

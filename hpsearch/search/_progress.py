@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from hpsearch.config import METRIC_NAMES
 from hpsearch.search._lifecycle import Counts, best_trial, count_trials
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -57,6 +58,7 @@ class Progress:
     """What the live view shows at each refresh."""
 
     study_name: str
+    metric_name: str  # what the scores are: the study's metric, as METRIC_NAMES names it
     counts: Counts
     budget: int
     epochs: int  # each trial's epochs at most
@@ -121,9 +123,11 @@ class Tracker:
         epochs: int,
         started: float,
         deadline: float | None = None,
+        metric: str,
         short_names: Mapping[str, str] | None = None,
     ) -> None:
         self.study = study
+        self.metric_name = METRIC_NAMES[metric]
         self.budget, self.epochs = budget, epochs
         self.started, self.deadline = started, deadline
         self.short_names = dict(short_names or {})
@@ -147,6 +151,7 @@ class Tracker:
         )
         return Progress(
             study_name=self.study.study_name,
+            metric_name=self.metric_name,
             counts=counts,
             budget=self.budget,
             epochs=self.epochs,

@@ -21,6 +21,7 @@ from hpsearch.training._datasets import (
 from hpsearch.training._embeddings import build_embedding_matrix, vectors_dim
 from hpsearch.training._inference import Classifier, Prediction
 from hpsearch.training._model import RNNClassifier, count_parameters
+from hpsearch.training._readers import Fields, lines, parse_examples
 from hpsearch.training._train import (
     EpochStats,
     TrainingDiverged,
@@ -38,6 +39,7 @@ __all__ = [
     "Classifier",
     "Dataset",
     "EpochStats",
+    "Fields",
     "Prediction",
     "RNNClassifier",
     "TrainResult",
@@ -46,9 +48,11 @@ __all__ = [
     "check_data",
     "count_parameters",
     "ensure_data",
+    "lines",
     "load_checkpoint",
     "load_config",
     "load_dataset",
+    "parse_examples",
     "read_texts",
     "resolve_device",
     "save_best",

@@ -161,15 +161,18 @@ def split_warnings(
 
 
 def check_data(
-    data: DataConfig, data_dir: Path | None = None, *, valid_fraction: float | None = None
+    data: DataConfig, data_dir: Path | None = None, *, valid_fractions: Sequence[float] = ()
 ) -> Texts:
     """Read and check every file a study's trials will read, the test file included, and
-    warn about the classes a stratified ``valid_fraction`` split leaves empty: run before a
-    study is created, so that a bad file is one error with nothing written."""
+    warn about the classes a stratified split with any of ``valid_fractions`` leaves empty:
+    run before a study is created, so that a bad file is one error with nothing written, and
+    the warning is said once for the whole search (its workers load the data silently)."""
     texts = read_texts(data, data_dir, with_test=True)
-    if texts.valid is None and valid_fraction is not None:
+    if texts.valid is None:
         index = {name: i for i, name in enumerate(texts.labels)}
-        _warn_small_classes(texts, [index[e.label] for e in texts.train], valid_fraction)
+        labels = [index[e.label] for e in texts.train]
+        for fraction in valid_fractions:
+            _warn_small_classes(texts, labels, fraction)
     return texts
 
 
@@ -189,8 +192,10 @@ def load_dataset(
     *,
     with_test: bool = False,
     download: bool = True,
+    warn: bool = True,
 ) -> Dataset:
-    """``cfg``'s data read, split, tokenized and encoded; cached per process."""
+    """``cfg``'s data read, split, tokenized and encoded; cached per process. ``warn``: say
+    which classes the split leaves empty (a search's workers do not: its preflight has)."""
     directory = resolve_data_dir(data_dir)
     key: _CacheKey = (
         str(directory.absolute()),
@@ -205,11 +210,15 @@ def load_dataset(
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
-            cached = _CACHE[key] = _build(cfg, directory, with_test=with_test, download=download)
+            cached = _CACHE[key] = _build(
+                cfg, directory, with_test=with_test, download=download, warn=warn
+            )
         return cached
 
 
-def _build(cfg: TrainConfig, directory: Path, *, with_test: bool, download: bool) -> Dataset:
+def _build(
+    cfg: TrainConfig, directory: Path, *, with_test: bool, download: bool, warn: bool
+) -> Dataset:
     texts = read_texts(cfg.data, directory, with_test=with_test, download=download)
     index = {name: i for i, name in enumerate(texts.labels)}
 
@@ -223,7 +232,8 @@ def _build(cfg: TrainConfig, directory: Path, *, with_test: bool, download: bool
         valid = encoded(texts.valid)
     else:
         labels = [label for label, _ in train]
-        _warn_small_classes(texts, labels, cfg.valid_fraction)
+        if warn:
+            _warn_small_classes(texts, labels, cfg.valid_fraction)
         train_idx, valid_idx = stratified_split(
             labels, cfg.valid_fraction, cfg.split_seed, classes=len(texts.labels)
         )

@@ -328,14 +328,16 @@ def train_from_config(
     with_test: bool = False,
     on_data: Callable[[Dataset, int | None], None] | None = None,
     save: Path | None = None,
+    warn: bool = True,
 ) -> tuple[TrainResult, Dataset]:
     """Load the data (and pretrained vectors, if configured) and train ``cfg``.
 
     ``on_data`` gets the dataset and how many vocabulary words the vectors cover (None
     without vectors) before the first epoch. With ``with_test`` the best epoch's weights are
     scored on the test set (``test_acc``); with ``save`` they are written as a checkpoint.
+    ``warn``: as ``load_dataset``'s.
     """
-    dataset = load_dataset(cfg, data_dir, with_test=with_test)
+    dataset = load_dataset(cfg, data_dir, with_test=with_test, warn=warn)
     embeddings, found = None, None
     if cfg.embeddings is not None:
         from hpsearch.training._embeddings import (

@@ -50,3 +50,27 @@ def test_a_csv_through_run_best_and_evaluate(tmp_path: Path) -> None:
     evaluated = hpsearch(tmp_path, "evaluate", "--study", "mine", "--seeds", "1")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "no test set" in evaluated.stderr and "no test set" in evaluated.stdout
+
+
+def test_a_run_with_workers_warns_of_a_small_class_once_and_logs_its_metric(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "data").mkdir()
+    lines = ["text,label", "lonely words,rare"]
+    for i in range(40):
+        label = "pos" if i % 2 else "neg"
+        lines.append(f"{WORDS[label].split()[i % 5]},{label}")
+    (tmp_path / "data" / "small.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "mine.yaml").write_text(
+        "data: {train: ../data/small.csv}\nmetric: macro_f1\n"
+        "config: {hidden_dim: 4, embedding_dim: 4, batch_size: 16, threads: 1}\n"
+        "space:\n  lr: {choices: [3.0e-2]}\n"
+        "sampler: {name: random, seed: 0}\npruner: none\nbudget: {trials: 2, epochs: 1}\n"
+    )
+    run = hpsearch(tmp_path, "run", "--study", "studies/mine.yaml", "--workers", "2")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("class 'rare' has 1 example") == 1, run.stderr
+    trial_lines = [line for line in run.stderr.splitlines() if "] trial " in line]
+    assert len(trial_lines) == 2, run.stderr
+    assert all("validation macro-F1 " in line for line in trial_lines), run.stderr

@@ -69,7 +69,7 @@ def test_a_piped_run_logs_one_plain_line_per_finished_trial(piped: tuple[Path, s
     assert numbers == [0, 1, 2, 3], log
     for line in trial_lines:  # whole, never wrapped: every field on the trial's line
         assert re.search(
-            r"trial \d complete  valid acc 0\.\d{4}  epochs 3/3  [\d.]+ s  "
+            r"trial \d complete  validation accuracy 0\.\d{4}  epochs 3/3  [\d.]+ s  "
             r"best 0\.\d{4} \(trial \d\)  finished [1-4]/4  ETA \d+:\d\d ± \d+:\d\d$",
             line,
         ), line

@@ -5,6 +5,8 @@ objective stores a model that predicts."""
 from __future__ import annotations
 
 import io
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,6 +92,8 @@ def test_only_the_best_few_keep_their_model(tmp_path: Path) -> None:
     _run(study, store, VALUES, keep=2)
     assert _kept(study) == [1, 3]  # 0.9 and the first 0.5 (ties keep the earlier trial)
     assert len(list(store.directory.iterdir())) == 2  # the others' files are gone
+    # and their records: no export or dashboard shows a model that is gone
+    assert [t.number for t in _fresh(study) if MODEL_ATTR in t.user_attrs] == [1, 3]
     for trial in _fresh(study):  # and the dashboard lists only the kept ones
         listed = get_all_artifact_meta(trial, storage=storage_mod.open_storage(url))
         assert len(listed) == (1 if trial.number in (1, 3) else 0), trial.number
@@ -196,9 +200,9 @@ def test_a_record_without_its_listing_is_not_trusted(tmp_path: Path) -> None:
     _run(study, store, [0.7], keep=1)
     (trial,) = study.trials
     key = next(k for k in trial.system_attrs if k.startswith("artifacts:"))
-    from hpsearch.artifacts._store import _drop_trial_system_attr
+    from hpsearch.artifacts._store import _drop_trial_attr
 
-    _drop_trial_system_attr(study, trial._trial_id, key)
+    _drop_trial_attr(study, trial._trial_id, key, system=True)
     (fresh,) = _fresh(study)
     assert key not in fresh.system_attrs and MODEL_ATTR in fresh.user_attrs
     assert artifacts.stored_model(fresh) is None
@@ -234,3 +238,22 @@ def test_the_objective_stores_a_model_that_predicts(trec_dir: Path, tmp_path: Pa
     dataset = load_dataset(model.config, trec_dir)
     _, acc = evaluate(model.model, dataset.valid, "cpu")
     assert acc == pytest.approx(trial.value)
+
+
+def test_an_upload_removes_the_temporary_files_of_killed_uploads_only_when_old(
+    tmp_path: Path,
+) -> None:
+    study, _ = _study(tmp_path)
+    store = ModelStore(tmp_path / "db.artifacts")
+    store.directory.mkdir()
+    stale = store.directory / ".0a1b2c.x1y2z3.part"  # files.write_with's temporary name
+    live = store.directory / ".3d4e5f.a1b2c3.part"
+    for part in (stale, live):
+        part.write_bytes(b"half a model")
+    hours_ago = time.time() - 2 * artifacts.STALE_PART_SECONDS
+    os.utime(stale, (hours_ago, hours_ago))
+    _run(study, store, [0.7], keep=1)
+    names = {p.name for p in store.directory.iterdir()}
+    assert stale.name not in names  # a worker killed mid-upload long ago
+    assert live.name in names  # perhaps another worker's upload, going on now
+    assert len(names) == 2  # and the model just stored

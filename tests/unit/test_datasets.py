@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+import yaml
 
 from hpsearch import config as config_mod
 from hpsearch import search, storage
@@ -183,6 +184,26 @@ def test_jsonl_and_fasttext_errors_name_the_line(tmp_path: Path) -> None:
         assert f"{tmp_path / name}{expected}" in str(info.value), info.value
 
 
+def test_the_readers_read_texts_alone_with_no_label_field() -> None:
+    from hpsearch.training import Fields, parse_examples
+
+    alone = Fields(text="q", label=None, text_hint="give --text-field")
+    jsonl = '{"q": "a\u2028b"}\n{"q": ""}\r\n\n{"q": "c", "label": 1}\n'
+    # A line separator inside a JSON string splits no line; an empty text is a text.
+    assert [e.text for e in parse_examples(Path("t.jsonl"), jsonl, "jsonl", alone)] == [
+        "a\u2028b",
+        "",
+        "c",
+    ]
+    assert [e.text for e in parse_examples(Path("t.tsv"), "id\tq\n1\tx\n", "tsv", alone)] == ["x"]
+    with pytest.raises(DataError, match=r"^t\.csv:1: no column 'q' \(columns: 'text'\); give --"):
+        parse_examples(Path("t.csv"), "text\nx\n", "csv", alone)
+    with pytest.raises(DataError, match=r"^t\.jsonl:2: q: expected a string, got 3$"):
+        parse_examples(Path("t.jsonl"), '{"q": "x"}\n{"q": 3}\n', "jsonl", alone)
+    with pytest.raises(ValueError, match="fasttext has no text field"):
+        parse_examples(Path("t.txt"), "__label__a x\n", "fasttext", alone)
+
+
 def test_train_command_bad_file_writes_nothing(workdir: Path) -> None:
     (workdir / "train.csv").write_text(HEADER + "good,pos\n,neg\n")
     line = one_line_error(
@@ -231,6 +252,27 @@ def test_a_class_too_small_for_the_split_is_a_warning(
     assert "class 'rare' has 1 example: valid_fraction 0.2 leaves it none in validation" in (
         caplog.text
     )
+
+
+def test_a_search_worker_loads_the_data_without_the_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_csv(tmp_path / "train.csv", [*rows(), ("rare words", "rare")])
+    with caplog.at_level(logging.WARNING):
+        load_dataset(files_config(train=str(path)), warn=False)
+    assert "rare" not in caplog.text
+
+
+def test_the_preflight_warns_at_the_extremes_of_a_searched_valid_fraction() -> None:
+    from hpsearch.search._preflight import _valid_fractions
+
+    def fractions(text: str) -> list[float]:
+        spec = studyfile.parse_study(yaml.safe_load(text), source="s.yaml", default_name="s")
+        return _valid_fractions(spec)
+
+    assert fractions("space: {lr: {low: 0.001, high: 0.01}}") == [TrainConfig.valid_fraction]
+    assert fractions("space: {valid_fraction: {low: 0.05, high: 0.3}}") == [0.05, 0.3]
+    assert fractions("space: {valid_fraction: {choices: [0.2, 0.1, 0.4]}}") == [0.1, 0.4]
 
 
 # --- study files: relative paths, fingerprint, resuming -----------------------------------------

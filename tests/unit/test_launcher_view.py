@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import random
+from dataclasses import replace
 
 import pytest
 from optuna.distributions import FloatDistribution
@@ -19,8 +20,10 @@ from hpsearch.cli._views import (
     live_view,
     run_view,
     status_line,
+    summary_table,
     trial_line,
 )
+from hpsearch.config import METRIC_NAMES
 from hpsearch.search import Counts, Eta, FinishedTrial, Progress, RunningTrial, estimate_eta
 
 BEST = create_trial(
@@ -38,6 +41,7 @@ BEST.number = 0
 def progress(**changes: object) -> Progress:
     base: dict[str, object] = {
         "study_name": "reg",
+        "metric_name": "validation accuracy",
         "counts": Counts(complete=3, pruned=2, failed=1, running=2),
         "budget": 24,
         "epochs": 60,
@@ -116,14 +120,33 @@ def test_the_eta_stays_within_what_it_states() -> None:
 def test_a_trial_line_has_every_field_on_one_line() -> None:
     trial = FinishedTrial(5, "pruned", 0.71234, 20, 41.26)
     assert trial_line(trial, progress()) == (
-        "[2:11] trial 5 pruned  valid acc 0.7123  epochs 20/60  41.3 s  "
+        "[2:11] trial 5 pruned  validation accuracy 0.7123  epochs 20/60  41.3 s  "
         "best 0.8606 (trial 0)  finished 5/24  ETA 22:31 ± 0:13"
     )
     failed = FinishedTrial(6, "failed", None, 0, 0.2, error="TrainingDiverged: loss is nan")
     assert trial_line(failed, progress(best=None, eta=None)).endswith(
-        "valid acc -  epochs 0/60  0.2 s  best -  finished 5/24  ETA after the first trial  "
+        "validation accuracy -  epochs 0/60  0.2 s  best -  finished 5/24  "
+        "ETA after the first trial  "
         "error: TrainingDiverged: loss is nan"
     )
+
+
+def test_the_lines_and_the_view_name_the_studys_metric() -> None:
+    f1 = progress(metric_name=METRIC_NAMES["macro_f1"])
+    trial = FinishedTrial(5, "complete", 0.71234, 60, 41.26)
+    assert trial_line(trial, f1).startswith("[2:11] trial 5 complete  validation macro-F1 0.7123")
+    out = io.StringIO()
+    view = RunConsoleView(Console(file=out, width=120, color_system=None, force_terminal=True))
+    view.progress(replace(f1, finished=[trial]))
+    view.close()
+    assert "accuracy" not in out.getvalue() and "acc " not in out.getvalue()
+    head = [line.split() for line in out.getvalue().splitlines() if "params" in line]
+    assert head and head[0][:5] == ["trial", "worker", "epoch", "validation", "macro-F1"]
+    table = io.StringIO()
+    Console(file=table, width=120).print(
+        summary_table("reg", [BEST], complete=1, metric_name=METRIC_NAMES["macro_f1"])
+    )
+    assert "validation macro-F1" in table.getvalue() and "acc" not in table.getvalue()
 
 
 def test_a_status_line_names_the_running_trials_and_no_eta_once_stopped() -> None:
@@ -183,12 +206,15 @@ def test_the_tracker_reports_each_trial_finished_in_this_run_once() -> None:
 
     study = optuna.create_study(direction="maximize")
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5))  # before this run
-    tracker = Tracker(study, budget=4, epochs=10, started=0.0, short_names={"host-1-w1": "w1"})
+    tracker = Tracker(
+        study, budget=4, epochs=10, started=0.0, metric="macro_f1", short_names={"host-1-w1": "w1"}
+    )
     running = study.ask({"lr": FloatDistribution(1e-4, 1e-2, log=True)})
     running.set_user_attr("worker", "host-1-w1")
     running.report(0.61, step=1)
     running.report(0.64, step=2)
     first = tracker.poll(workers_alive=1)
+    assert first.metric_name == "validation macro-F1"
     assert first.finished == [] and first.eta is None and first.best.value == 0.5  # type: ignore[union-attr]
     assert [(r.number, r.worker, r.epoch, r.value) for r in first.running] == [(1, "w1", 2, 0.64)]
     study.tell(running, state=TrialState.PRUNED)

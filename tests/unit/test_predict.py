@@ -20,7 +20,7 @@ import hpsearch
 from hpsearch import predict, training
 from hpsearch.cli import app
 from hpsearch.config import TrainConfig
-from hpsearch.errors import ConfigError, UsageError
+from hpsearch.errors import ConfigError, DataError, UsageError
 from hpsearch.training import TREC_COARSE, Classifier, RNNClassifier, save_checkpoint
 from hpsearch.training._data import UNK, build_vocab
 
@@ -160,10 +160,21 @@ def test_each_input_format(tmp_path: Path, name: str, content: str, field: str |
     [
         ("e.txt", "", None, r"e\.txt: no texts to classify"),
         ("e.csv", "text\n", None, r"e\.csv: no texts to classify"),
-        ("e.csv", "id,body\n1,x\n", None, r"e\.csv:1: no column 'text' \(columns: id, body\)"),
-        ("e.jsonl", '{"text": "a"}\n{"body": 1}\n', None, r"e\.jsonl:2: no field 'text'"),
+        (
+            "e.csv",
+            "id,body\n1,x\n",
+            None,
+            r"e\.csv:1: no column 'text' \(columns: 'id', 'body'\); give --text-field",
+        ),
+        (
+            "e.jsonl",
+            '{"text": "a"}\n{"body": 1}\n',
+            None,
+            r"e\.jsonl:2: no field 'text' .*; give --text-field",
+        ),
         ("e.jsonl", "[1]\n", None, r"e\.jsonl:1: expected a JSON object"),
-        ("e.jsonl", "{oops\n", None, r"e\.jsonl:1: not JSON"),
+        ("e.jsonl", "{oops\n", None, r"e\.jsonl:1: not a JSON object"),
+        ("e.csv", "id,text\n1,a,b\n", None, r"e\.csv:2: 3 columns, the header has 2"),
         ("e.jsonl", '{"text": 3}\n', None, r"e\.jsonl:1: text: expected a string, got 3"),
         ("e.txt", "a\n", "body", r"--text-field body: .*e\.txt is read as one text per line"),
         ("missing.txt", None, None, r"missing\.txt: file not found"),
@@ -177,6 +188,13 @@ def test_bad_input_is_one_line(
         path.write_text(content, encoding="utf-8")
     with pytest.raises(UsageError, match=message):
         predict.read_texts(path, text_field=field)
+
+
+def test_csv_and_jsonl_are_read_by_the_training_readers(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a"}\n{"text": 2}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"t\.jsonl:2: text: expected a string, got 2"):
+        predict.read_texts(path)
 
 
 def test_lines_are_split_at_newlines_only(tmp_path: Path) -> None:
