@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpsearch.cli._common import plain_console
-from hpsearch.config import TrainConfig
+from hpsearch.config import METRIC_NAMES, TrainConfig
 from hpsearch.results import format_clock, format_params, format_value
 from hpsearch.search import Eta, FinishedTrial, Progress, RunResult
 
@@ -260,7 +260,11 @@ class TrainView:
         self.cfg = cfg
         self.console = console
         self.table = Table(title="training", show_edge=False)
-        for col in ("epoch", "train loss", "train acc", "valid loss", "valid acc", "seconds"):
+        self.f1 = cfg.metric == "macro_f1"
+        columns = ["epoch", "train loss", "train acc", "valid loss", "valid acc", "seconds"]
+        if self.f1:
+            columns.insert(5, "valid F1")
+        for col in columns:
             self.table.add_column(col, justify="right")
         self.live: Live | None = None
 
@@ -275,14 +279,11 @@ class TrainView:
         self.live.start()
 
     def epoch(self, s: EpochStats) -> None:
-        self.table.add_row(
-            f"{s.epoch}/{self.cfg.epochs}",
-            f"{s.train_loss:.4f}",
-            f"{s.train_acc:.4f}",
-            f"{s.valid_loss:.4f}",
-            f"{s.valid_acc:.4f}",
-            f"{s.seconds:.2f}",
-        )
+        cells = [f"{s.epoch}/{self.cfg.epochs}", f"{s.train_loss:.4f}", f"{s.train_acc:.4f}"]
+        cells += [f"{s.valid_loss:.4f}", f"{s.valid_acc:.4f}"]
+        if self.f1:
+            cells.append(f"{s.valid_f1:.4f}")
+        self.table.add_row(*cells, f"{s.seconds:.2f}")
 
     def close(self) -> None:
         if self.live is not None:
@@ -291,12 +292,18 @@ class TrainView:
             self.live = None
 
     def result(self, result: TrainResult, save: Path | None) -> None:
+        score = f"valid acc {result.best_valid_acc:.4f}"
+        if self.f1:
+            score = f"{METRIC_NAMES['macro_f1']} {result.best_valid_f1:.4f} ({score})"
         line = (
-            f"best valid acc {result.best_valid_acc:.4f} at epoch {result.best_epoch} "
+            f"best {score} at epoch {result.best_epoch} "
             f"({result.num_parameters:,} parameters, {result.seconds:.1f} s)"
         )
         if result.test_acc is not None:
-            line += f"; test acc {result.test_acc:.4f} (best epoch's weights)"
+            line += f"; test acc {result.test_acc:.4f}"
+            if self.f1 and result.test_f1 is not None:
+                line += f", test macro-F1 {result.test_f1:.4f}"
+            line += " (best epoch's weights)"
         self.console.print(line, markup=False)
         if save is not None:
             self.console.print(f"saved checkpoint to {save}", markup=False, highlight=False)
