@@ -310,7 +310,9 @@ def test_results_are_read_again_after_a_lost_connection(
 ) -> None:
     study = _study_with_a_result(tmp_path)
     _failing_reads(study, monkeypatch, times=2)
-    result = launcher._read_results(study, _ended("w1"), "sqlite:///x.db", 30.0, interrupted=False)
+    result = launcher._read_results(
+        study, _ended("w1"), "sqlite:///x.db", 30.0, "validation accuracy", interrupted=False
+    )
     assert (result.orphans_failed, result.counts.complete) == (0, 1)
     assert result.best is not None and result.best.value == 0.75
 
@@ -322,7 +324,9 @@ def test_results_unreadable_past_the_retry_time_name_the_study_not_the_password(
     _failing_reads(study, monkeypatch, times=10**6)
     url = "postgresql+psycopg://hp:s3cret@db:5432/hp"
     with pytest.raises(storage.DatabaseUnavailable) as raised:
-        launcher._read_results(study, _ended("w1"), url, 0.0, interrupted=False)
+        launcher._read_results(
+            study, _ended("w1"), url, 0.0, "validation accuracy", interrupted=False
+        )
     assert "study r: cannot read the results from" in str(raised.value)
     assert "s3cret" not in str(raised.value)
     assert raised.value.exit_code == 1  # lost mid-run, not a usage error (2)
