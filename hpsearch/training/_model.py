@@ -144,11 +144,13 @@ class RNNClassifier(nn.Module):
         valid = mask.unsqueeze(-1)
         if self.pooling == "attention":
             return self.attention(outputs, mask)
-        mean = outputs.masked_fill(~valid, 0.0).sum(dim=1) / lengths.unsqueeze(1).to(outputs.dtype)
-        if self.pooling == "mean":
-            return mean
-        peak = outputs.masked_fill(~valid, float("-inf")).amax(dim=1)
-        return peak if self.pooling == "max" else torch.cat([peak, mean], dim=1)
+        pooled = []  # max_mean: both, in this order
+        if self.pooling in ("max", "max_mean"):
+            pooled.append(outputs.masked_fill(~valid, float("-inf")).amax(dim=1))
+        if self.pooling in ("mean", "max_mean"):
+            summed = outputs.masked_fill(~valid, 0.0).sum(dim=1)
+            pooled.append(summed / lengths.unsqueeze(1).to(outputs.dtype))
+        return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1)
 
 
 class AttentionPooling(nn.Module):
